@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make book` and `make test`.
+# CPU torch is pinned here (a wheel already on disk); pyproject.toml keeps ranges loose for GPU users.
+PYTHON    ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+PROFILE   ?= default
+PIP       := $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: install test book smoke-book clean-book bench help
+
+help:
+	@echo "make book [PROFILE=default|smoke]   run every chapter (Papermill) and build _build/html"
+	@echo "make test                           run the test suite"
+	@echo "make bench                          stage timings of the default preset (benchmarks/)"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install $(TORCH_PIN) 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import torch, transformers, unlearnability" 
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+book: install
+	$(BIN)/unlearn book --profile $(PROFILE)
+
+smoke-book:
+	$(MAKE) book PROFILE=smoke
+
+bench: install
+	$(BIN)/python benchmarks/stage_times.py --preset default
+
+clean-book:
+	rm -rf _build book/*.ipynb

@@ -1,0 +1,230 @@
+"""Configuration as data: dataclasses with the paper's defaults, presets in YAML.
+
+A preset (`presets/NAME.yaml`) overrides any field; `--set section.key=value` overrides a
+preset. Defaults are the paper's baseline (REFERENCE.md); the testbed presets scale them
+down and say so in `notes`. The full resolved config (and the seed) names a run's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class WorldConfig:
+    """The testbed world: dependency graphs of variables over arithmetic mod p."""
+
+    p: int = 101  # modulus: answers live in 0..p-1, so a blind guess is right with chance 1/p
+    n_vars: int = 26  # size of the variable-name alphabet
+    skills: list[str] = field(default_factory=lambda: ["add_c", "sub_c", "add", "sub", "mul_c", "mul"])
+    # how often each skill's worked solutions appear in pretraining (relative weights; 0 = held out)
+    coverage: dict[str, float] = field(default_factory=lambda: {
+        "add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 0.05, "mul": 0.0})
+    const_max: int = 9  # constants in add_c / sub_c / mul_c are drawn from 2..const_max (1.. for add/sub)
+    tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # difficulty tier = ops on the query's path
+    distractors_max: int = 2  # distractor statements (not needed for the answer): 0..distractors_max
+    chain_bias: float = 0.6  # probability that an op's first operand is the previous node (deeper graphs)
+    n_train: int = 384
+    n_valid: int = 128
+    seed: int = 0  # world seed: train / validation / pretraining problems all derive from it
+
+
+@dataclass
+class ModelConfig:
+    """The policy: a tiny Qwen2 from scratch (testbed) or a hub model by id (paper scale)."""
+
+    hub_id: str | None = None  # e.g. "Qwen/Qwen2.5-0.5B"; None = the testbed's own tiny model
+    hidden_size: int = 128
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 256
+    init_seed: int = 0
+    dtype: str = "float32"  # parameters are kept in fp32 on CPU; see `autocast`
+    autocast: str = "bfloat16"  # CPU autocast dtype for training forward passes ("none" = off)
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining from scratch on worked solutions (and continued training: mid-training, SFT)."""
+
+    tokens: int = 8_000_000  # solution tokens to train on
+    batch_size: int = 64  # sequences per optimizer step
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 50
+
+
+@dataclass
+class DataConfig:
+    """Where training / validation problems come from."""
+
+    source: str = "testbed"  # testbed | math | deepscaler
+    train: str | None = None  # hub id or local jsonl / parquet path (paper scale)
+    valid: str | None = None
+    levels: list[int] | None = None  # MATH difficulty levels kept for training
+    split_seed: int = 0  # DeepScaleR 90/10 split
+    template: str = "testbed"  # testbed | qwen-boxed | question-answer
+    limit: int | None = None  # keep only the first N training problems (None = all)
+
+
+@dataclass
+class GRPOConfig:
+    """GRPO as in the paper's baseline (verl). Defaults are the paper's values (REFERENCE.md)."""
+
+    steps: int = 120  # training steps; the paper classifies at step 120
+    prompts_per_step: int = 256  # prompts whose groups enter one training step
+    rollouts_per_prompt: int = 8  # group size
+    mini_batch_prompts: int = 64  # prompts per optimizer update: 256 / 64 = 4 updates a step
+    ppo_epochs: int = 1
+    lr: float = 5e-7  # constant, no warm-up
+    weight_decay: float = 0.0
+    eps_low: float = 0.2  # ratio clip below: 1 - eps_low
+    eps_high: float = 0.2  # ratio clip above: 1 + eps_high (clip-higher ablation: 0.28)
+    kl_coef: float = 1e-4  # KL(policy || reference) in the loss; 0 = off
+    kl_estimator: str = "k3"  # k3 (low-variance) | k1
+    entropy_coef: float = 1e-3  # entropy bonus
+    grad_clip: float = 1.0
+    adv_eps: float = 1e-6  # advantage = (r - mean) / (std + adv_eps), population std
+    loss_agg: str = "token-mean"  # token-mean over the mini-batch's response tokens
+    dynamic_sampling: bool = True  # drop zero-variance groups, refill until the batch is full
+    max_gen_batches: int = 10  # give up refilling after this many generation rounds (then train on what we have)
+    temperature: float = 1.0  # rollout sampling
+    top_p: float = 1.0
+    max_new_tokens: int = 5120
+    valid_every: int = 10  # validation pass@1 on the held-out split every N steps (0 = off)
+    valid_k: int = 4  # samples per validation problem (pass@1 = mean reward)
+    checkpoint_every: int = 10  # checkpoints every N steps (resume + later analysis)
+    seed: int = 1  # the run's seed (paper: 1, 42, 37)
+
+
+@dataclass
+class EvalConfig:
+    """pass@k evaluation (paper: k = 32, temperature 0.7, top_p 0.95)."""
+
+    k: int = 32
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 5120
+    batch_prompts: int = 64  # prompts per sampler call
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    notes: str = ""  # where and why this preset departs from the paper
+    world: WorldConfig = field(default_factory=WorldConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """Short hash of the named sections (all if none): the cache key of what they produce."""
+        d = self.to_dict()
+        keep = {k: d[k] for k in (sections or tuple(d)) if k not in ("name", "notes")}
+        blob = json.dumps(keep, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("unlearnability.presets").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _merge(obj: Any, updates: dict[str, Any], where: str) -> Any:
+    """Return a copy of dataclass `obj` with `updates` applied (nested dicts merge into nested dataclasses)."""
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in updates.items():
+        if key not in names:
+            raise KeyError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(names))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise TypeError(f"{where}.{key}: expected a mapping, got {value!r}")
+            value = _merge(current, value, f"{where}.{key}")
+        changes[key] = value
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """['grpo.lr=1e-4', 'world.p=97'] -> {'grpo': {'lr': 1e-4}, 'world': {'p': 97}} (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. grpo.lr=1e-4")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None = None) -> Config:
+    """A preset by name (or a YAML file path), with `overrides` (nested dict) applied on top."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text, where = path.read_text(), str(path)
+    else:
+        names = preset_names()
+        if str(preset) not in names:
+            raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(names)} (or a .yaml path)")
+        ref = resources.files("unlearnability.presets") / f"{preset}.yaml"
+        text, where = ref.read_text(), f"presets/{preset}.yaml"
+    data = yaml.safe_load(text) or {}
+    cfg = _merge(Config(), data, where)
+    if overrides:
+        cfg = _merge(cfg, overrides, "--set")
+    _check_types(cfg)
+    return cfg
+
+
+def _check_types(cfg: Config) -> None:
+    """Coerce ints given for float fields and reject obviously wrong types, naming the key."""
+    for section in dataclasses.fields(cfg):
+        obj = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(obj):
+            continue
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            t = str(f.type)
+            if t == "float" and isinstance(v, int) and not isinstance(v, bool):
+                setattr(obj, f.name, float(v))
+            elif t == "float" and not isinstance(v, float):
+                raise TypeError(f"{section.name}.{f.name}: expected a number, got {v!r}")
+            elif t == "int" and (not isinstance(v, int) or isinstance(v, bool)):
+                raise TypeError(f"{section.name}.{f.name}: expected an integer, got {v!r}")
+            elif t == "bool" and not isinstance(v, bool):
+                raise TypeError(f"{section.name}.{f.name}: expected true/false, got {v!r}")
+
+
+def config_from_dict(d: dict[str, Any]) -> Config:
+    """Rebuild a Config from `Config.to_dict()` output (e.g. a run's config.yaml)."""
+    cfg = _merge(Config(), d, "config")
+    _check_types(cfg)
+    return cfg

@@ -1,0 +1,103 @@
+"""The per-example reward history every chapter reads, and its CSV format.
+
+`prompt_rewards.csv`, one row per (step, drawn prompt):
+    step         int    GRPO step (1-based) in which the prompt's group was generated
+    prompt_id    str    stable Problem.id
+    mean_reward  float  mean reward of the group's rollouts (before any downsampling)
+    std_reward   float  population std of those rewards
+    n            int    rollouts in the group
+    processed    int    1 if the group entered the loss (dynamic sampling keeps only groups
+                        with reward variance), else 0
+    clip_frac    float  share of the group's response tokens whose ratio was clipped in the
+                        loss (NaN when not processed, or unknown, e.g. ingested from verl)
+
+`validation.csv`, one row per (step, validation prompt): step, prompt_id, mean_reward, n.
+Step 0 is the initial policy.
+
+Local GRPO runs and ingested verl runs write the same files, so every notebook reads either.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+
+HISTORY_FILE = "prompt_rewards.csv"
+VALIDATION_FILE = "validation.csv"
+
+
+@dataclass
+class HistoryRow:
+    step: int
+    prompt_id: str
+    mean_reward: float
+    std_reward: float
+    n: int
+    processed: int
+    clip_frac: float = math.nan
+
+
+@dataclass
+class ValidationRow:
+    step: int
+    prompt_id: str
+    mean_reward: float
+    n: int
+
+
+HISTORY_COLUMNS = [f.name for f in fields(HistoryRow)]
+VALIDATION_COLUMNS = [f.name for f in fields(ValidationRow)]
+
+
+def group_stats(rewards: list[float]) -> tuple[float, float]:
+    """Mean and population std of one group's rewards."""
+    n = len(rewards)
+    mean = sum(rewards) / n
+    var = sum((r - mean) ** 2 for r in rewards) / n
+    return mean, math.sqrt(var)
+
+
+def append_rows(path: str | Path, rows: list, columns: list[str]) -> None:
+    """Append dataclass rows to a CSV, writing the header when the file is new."""
+    path = Path(path)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        if new:
+            w.writeheader()
+        for r in rows:
+            w.writerow(asdict(r))
+
+
+def truncate_after(path: str | Path, step: int) -> None:
+    """Drop rows with step > `step` (resume: the rows of an unfinished step are rewritten)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    df = pd.read_csv(path, dtype={"prompt_id": str})
+    df[df["step"] <= step].to_csv(path, index=False)
+
+
+def read_history(run_dir: str | Path) -> pd.DataFrame:
+    """The run's per-example history as a DataFrame with HISTORY_COLUMNS."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no per-example history here (is {run_dir} a finished run folder?)")
+    df = pd.read_csv(path, dtype={"prompt_id": str})
+    missing = set(HISTORY_COLUMNS) - set(df.columns) - {"clip_frac"}
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    if "clip_frac" not in df.columns:
+        df["clip_frac"] = math.nan
+    return df[HISTORY_COLUMNS]
+
+
+def read_validation(run_dir: str | Path) -> pd.DataFrame:
+    path = Path(run_dir) / VALIDATION_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=VALIDATION_COLUMNS)
+    return pd.read_csv(path, dtype={"prompt_id": str})
