@@ -28,6 +28,9 @@ class WorldConfig:
     # how often each skill's worked solutions appear in pretraining (relative weights; 0 = held out)
     coverage: dict[str, float] = field(default_factory=lambda: {
         "add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 0.05, "mul": 0.0})
+    # skill mix of the training / validation problems (relative weights)
+    task_mix: dict[str, float] = field(default_factory=lambda: {
+        "add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 1.0, "mul": 0.5})
     const_max: int = 9  # constants in add_c / sub_c / mul_c are drawn from 2..const_max (1.. for add/sub)
     tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # difficulty tier = ops on the query's path
     distractors_max: int = 2  # distractor statements (not needed for the answer): 0..distractors_max
@@ -94,6 +97,7 @@ class GRPOConfig:
     weight_decay: float = 0.0
     eps_low: float = 0.2  # ratio clip below: 1 - eps_low
     eps_high: float = 0.2  # ratio clip above: 1 + eps_high (clip-higher ablation: 0.28)
+    clip_ratio_c: float = 3.0  # verl's dual clip: loss of negative-advantage tokens capped at c * |A|
     kl_coef: float = 1e-4  # KL(policy || reference) in the loss; 0 = off
     kl_estimator: str = "k3"  # k3 (low-variance) | k1
     entropy_coef: float = 1e-3  # entropy bonus
@@ -145,7 +149,8 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+class ConfigError(ValueError):
+    """A preset or override names an unknown key or gives a value of the wrong type."""
 
 
 def preset_names() -> list[str]:
@@ -159,11 +164,11 @@ def _merge(obj: Any, updates: dict[str, Any], where: str) -> Any:
     changes = {}
     for key, value in updates.items():
         if key not in names:
-            raise KeyError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(names))}")
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(names))}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise TypeError(f"{where}.{key}: expected a mapping, got {value!r}")
+                raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
             value = _merge(current, value, f"{where}.{key}")
         changes[key] = value
     return dataclasses.replace(obj, **changes)
@@ -174,7 +179,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value, e.g. grpo.lr=1e-4")
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. grpo.lr=1e-4")
         key, raw = item.split("=", 1)
         value = yaml.safe_load(raw)
         node = out
@@ -193,7 +198,7 @@ def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None
     else:
         names = preset_names()
         if str(preset) not in names:
-            raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(names)} (or a .yaml path)")
+            raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(names)} (or a .yaml path)")
         ref = resources.files("unlearnability.presets") / f"{preset}.yaml"
         text, where = ref.read_text(), f"presets/{preset}.yaml"
     data = yaml.safe_load(text) or {}
@@ -216,11 +221,11 @@ def _check_types(cfg: Config) -> None:
             if t == "float" and isinstance(v, int) and not isinstance(v, bool):
                 setattr(obj, f.name, float(v))
             elif t == "float" and not isinstance(v, float):
-                raise TypeError(f"{section.name}.{f.name}: expected a number, got {v!r}")
+                raise ConfigError(f"{section.name}.{f.name}: expected a number, got {v!r}")
             elif t == "int" and (not isinstance(v, int) or isinstance(v, bool)):
-                raise TypeError(f"{section.name}.{f.name}: expected an integer, got {v!r}")
+                raise ConfigError(f"{section.name}.{f.name}: expected an integer, got {v!r}")
             elif t == "bool" and not isinstance(v, bool):
-                raise TypeError(f"{section.name}.{f.name}: expected true/false, got {v!r}")
+                raise ConfigError(f"{section.name}.{f.name}: expected true/false, got {v!r}")
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

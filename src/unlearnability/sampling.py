@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+import torch
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -41,3 +43,99 @@ class Sampler(Protocol):
         """Return len(prompts) * params.n completions, prompt-major:
         completions[i * n + j] is the j-th sample for prompts[i]."""
         ...
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
+                gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row. logits: (B, V) -> tokens (B,), log-probs (B,) under softmax(logits / T).
+
+    temperature 0 means greedy. top_p < 1 keeps the smallest set of tokens whose probability
+    reaches top_p (nucleus); top_k is never applied.
+    """
+    logits = logits.float()
+    if temperature == 0:
+        tok = logits.argmax(-1)
+        return tok, torch.log_softmax(logits, -1).gather(-1, tok[:, None])[:, 0]
+    logp = torch.log_softmax(logits / temperature, -1)  # (B, V)
+    probs = logp.exp()
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(-1, descending=True)
+        keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < top_p  # always keeps the top token
+        keep = torch.zeros_like(keep_sorted).scatter(-1, idx, keep_sorted)
+        probs = probs * keep
+    tok = torch.multinomial(probs, 1, generator=gen)[:, 0]  # multinomial renormalises
+    return tok, logp.gather(-1, tok[:, None])[:, 0]
+
+
+class TorchSampler:
+    """Batched sampling with a KV cache from a transformers causal LM (CPU or CUDA).
+
+    Prompts are left-padded; position ids follow each row's real tokens. A row stops at EOS;
+    the batch stops when every row has. Seeded with one `torch.Generator` per call, so the
+    same prompts, params and model give the same completions.
+    """
+
+    def __init__(self, model, tokenizer=None, eos_id: int | None = None, pad_id: int | None = None,
+                 batch_size: int = 512, autocast: str = "none"):
+        self.model = model
+        self.tok = tokenizer
+        self.eos_id = eos_id if eos_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad_id if pad_id is not None else tokenizer.pad_token_id
+        self.batch_size = batch_size
+        self.autocast = autocast
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
+        rows = [i for i in range(len(prompts)) for _ in range(params.n)]
+        gen = torch.Generator().manual_seed(params.seed)
+        was_training = self.model.training
+        self.model.eval()
+        out: list[Completion] = []
+        for s in range(0, len(rows), self.batch_size):
+            chunk = rows[s: s + self.batch_size]
+            out += self._generate_batch([prompts[i] for i in chunk], chunk, params, gen)
+        self.model.train(was_training)
+        return out
+
+    def _generate_batch(self, prompts, index, params, gen) -> list[Completion]:
+        from .model import autocast  # local: model imports transformers
+
+        device = next(self.model.parameters()).device
+        B, L = len(prompts), max(len(p) for p in prompts)
+        ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, L - len(p):] = torch.tensor(list(p))
+            mask[i, L - len(p):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+        toks, logps = [], []
+        finished = torch.zeros(B, dtype=torch.bool, device=device)
+        with autocast(self.autocast):
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                             logits_to_keep=1)
+            cur = pos[:, -1]
+            for _ in range(params.max_new_tokens):
+                tok, lp = sample_next(out.logits[:, -1].cpu(), params.temperature, params.top_p, gen)
+                tok, lp = tok.to(device), lp.to(device)
+                tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
+                toks.append(tok)
+                logps.append(lp)
+                finished |= tok == self.eos_id
+                if bool(finished.all()):
+                    break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                cur = cur + 1
+                out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=cur[:, None],
+                                 cache=out.cache, use_cache=True)
+        T = torch.stack(toks, 1).cpu()  # (B, steps)
+        P = torch.stack(logps, 1).float().cpu()
+        result = []
+        for i in range(B):
+            row = T[i].tolist()
+            n = row.index(self.eos_id) + 1 if self.eos_id in row else len(row)
+            c = Completion(index[i], row[:n], P[i, :n].tolist(), finished=self.eos_id in row[:n])
+            if self.tok is not None:
+                c.text = self.tok.decode(c.token_ids, skip_special_tokens=True)
+            result.append(c)
+        return result

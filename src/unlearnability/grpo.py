@@ -1,0 +1,344 @@
+"""GRPO as in the paper's baseline (verl), small enough to read in one sitting.
+
+One step:
+  1. generate groups of `rollouts_per_prompt` responses for the next prompts of a shuffled
+     epoch order; with dynamic sampling, drop groups whose rewards all agree and keep
+     generating until `prompts_per_step` groups are kept; surplus groups carry over;
+  2. advantages (r - mean) / (std + eps) within each group (population std);
+  3. old log-probs (and reference log-probs for the KL term) from the current policy;
+  4. for each mini-batch of `mini_batch_prompts` groups: clipped policy loss (eps_low /
+     eps_high, verl's dual clip for negative advantages), + KL (k3) to the initial policy,
+     - entropy bonus, token-mean over the mini-batch; one optimizer update each;
+  5. log one history row per drawn prompt (see `history.py`); validate, checkpoint.
+
+Simplifications against verl, all harmless at this scale:
+  - single process; rollouts come from the torch sampler with the policy's current weights;
+  - old log-probs are recomputed at the start of every step (as verl does), so groups carried
+    over from the previous step are slightly off-policy (as in verl's DAPO recipe);
+  - no sequence packing, no micro-batching: each mini-batch is one forward/backward;
+  - if `max_gen_batches` rounds cannot fill the batch, the step trains on the groups it has
+    (none: no update), where verl's DAPO trainer stops with an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import history, runs
+from .config import Config, GRPOConfig
+from .model import autocast, load_model
+from .sampling import SamplingParams, TorchSampler
+from .tasks import Task
+
+# ----------------------------------------------------------------------------- core algorithm
+
+
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """rewards (G, n) -> advantages (G, n): (r - group mean) / (group population std + eps)."""
+    mean = rewards.mean(-1, keepdim=True)
+    std = rewards.std(-1, keepdim=True, unbiased=False)
+    return (rewards - mean) / (std + eps)
+
+
+def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, eps_low: float,
+                eps_high: float, clip_ratio_c: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO clipped surrogate per token, as verl's `compute_policy_loss` (vanilla, dual-clip).
+
+    logp, old_logp: (B, T) token log-probs; adv: (B, 1) or (B, T).
+    Returns (loss per token (B, T), clipped (B, T) bool: the clipped branch was taken).
+    """
+    ratio = torch.exp(logp - old_logp)
+    loss1 = -adv * ratio
+    loss2 = -adv * torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
+    clipped = loss2 > loss1
+    loss = torch.maximum(loss1, loss2)
+    loss3 = -adv * clip_ratio_c  # dual clip: bound the loss of negative-advantage tokens
+    loss = torch.where(adv < 0, torch.minimum(loss, loss3), loss)
+    return loss, clipped
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Per-token KL(policy || ref) estimate. k3 = exp(ref - logp) - (ref - logp) - 1 (>= 0),
+    clamped to [-10, 10] as in verl's low_var_kl; k1 = logp - ref."""
+    if kind == "k1":
+        return logp - ref_logp
+    if kind != "k3":
+        raise ValueError(f"grpo.kl_estimator={kind!r}: use 'k3' or 'k1'")
+    d = ref_logp - logp
+    return torch.clamp(torch.exp(d) - d - 1, -10, 10)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """logits (B, T, V) -> entropy of each position's distribution (B, T)."""
+    logp = F.log_softmax(logits.float(), -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def token_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the tokens where mask is 1 (the whole mini-batch at once)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+# ----------------------------------------------------------------------------- batches
+
+METRICS = ("loss", "pg_loss", "kl", "entropy", "grad_norm", "clip_frac", "updates")
+
+
+@dataclass
+class Group:
+    """One prompt's rollouts: the unit dynamic sampling keeps or drops."""
+
+    prompt_id: str
+    prompt_ids: list[int]
+    responses: list[list[int]]  # n token-id lists (EOS included when produced)
+    rewards: list[float]
+
+
+def pad_groups(groups: list[Group], pad_id: int) -> dict[str, torch.Tensor]:
+    """Flatten groups into right-padded sequences.
+
+    returns input_ids (B, L), attention_mask (B, L), response_mask (B, L-1): 1 where the
+    *next* token (the one position t predicts) is a response token; B = sum of group sizes.
+    """
+    seqs = [(g.prompt_ids, r) for g in groups for r in g.responses]
+    L = max(len(p) + len(r) for p, r in seqs)
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), L), dtype=torch.long)
+    resp = torch.zeros((len(seqs), L - 1), dtype=torch.float32)
+    for i, (p, r) in enumerate(seqs):
+        ids[i, : len(p) + len(r)] = torch.tensor(p + r)
+        attn[i, : len(p) + len(r)] = 1
+        resp[i, len(p) - 1: len(p) + len(r) - 1] = 1
+    return {"input_ids": ids, "attention_mask": attn, "response_mask": resp}
+
+
+def token_logprobs(model, batch: dict[str, torch.Tensor], temperature: float, amp: str,
+                   with_entropy: bool = False):
+    """Log-prob of each next token under softmax(logits / T): (B, L-1) [, entropy (B, L-1)]."""
+    with autocast(amp):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits[:, :-1].float() / temperature
+    logp = torch.gather(F.log_softmax(logits, -1), -1, batch["input_ids"][:, 1:, None])[..., 0]
+    return (logp, entropy_from_logits(logits)) if with_entropy else logp
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class PromptStream:
+    """Prompts in shuffled epochs (seeded by run seed and epoch); the cursor is resumable."""
+
+    def __init__(self, ids: list[str], seed: int, epoch: int = 0, pos: int = 0):
+        self.ids, self.seed, self.epoch, self.pos = ids, seed, epoch, pos
+        self._order = self._perm()
+
+    def _perm(self) -> list[str]:
+        order = list(self.ids)
+        random.Random(f"prompts-{self.seed}-{self.epoch}").shuffle(order)
+        return order
+
+    def take(self, n: int) -> list[str]:
+        out = []
+        while len(out) < n:
+            if self.pos == len(self._order):
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._perm()
+            out.append(self._order[self.pos])
+            self.pos += 1
+        return out
+
+
+def _seed(*parts) -> int:
+    return random.Random("-".join(map(str, parts))).randrange(2**31)
+
+
+def generate_groups(sampler: TorchSampler, task: Task, ids: list[str], g: GRPOConfig,
+                    seed: int) -> list[Group]:
+    probs = task.by_id()
+    prompts = [task.prompt_ids(probs[i]) for i in ids]
+    params = SamplingParams(n=g.rollouts_per_prompt, temperature=g.temperature, top_p=g.top_p,
+                            max_new_tokens=g.max_new_tokens, seed=seed)
+    comps = sampler.generate(prompts, params)
+    groups = []
+    for j, pid in enumerate(ids):
+        cs = comps[j * g.rollouts_per_prompt: (j + 1) * g.rollouts_per_prompt]
+        groups.append(Group(pid, prompts[j], [c.token_ids for c in cs],
+                            [task.reward(probs[pid], c.text) for c in cs]))
+    return groups
+
+
+def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id: int, amp: str,
+               seed: int) -> tuple[dict, dict[str, float]]:
+    """One GRPO step on `groups`: returns (metrics, clip fraction per prompt id)."""
+    n = g.rollouts_per_prompt
+    rewards = torch.tensor([gr.rewards for gr in groups])  # (G, n)
+    adv = group_advantages(rewards, g.adv_eps).reshape(-1, 1)  # (G*n, 1)
+    full = pad_groups(groups, pad_id)
+    with torch.no_grad():
+        old = token_logprobs(model, full, g.temperature, amp)
+        ref = token_logprobs(ref_model, full, g.temperature, amp) if ref_model is not None else None
+    order = list(range(len(groups)))
+    random.Random(seed).shuffle(order)
+    clipped_tokens = torch.zeros(len(groups) * n)
+    sums = dict.fromkeys(METRICS[:-2], 0.0)
+    updates = 0
+    model.train()
+    for _ in range(g.ppo_epochs):
+        for s in range(0, len(order), g.mini_batch_prompts):
+            gidx = order[s: s + g.mini_batch_prompts]
+            rows = torch.tensor([gi * n + j for gi in gidx for j in range(n)])
+            mb = pad_groups([groups[i] for i in gidx], pad_id)
+            T = mb["response_mask"].shape[1]
+            mask = mb["response_mask"]
+            logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)
+            pg, clipped = policy_loss(logp, old[rows, :T], adv[rows], g.eps_low, g.eps_high, g.clip_ratio_c)
+            pg_loss = token_mean(pg, mask)
+            entropy = token_mean(ent, mask)
+            loss = pg_loss - g.entropy_coef * entropy
+            kl = torch.zeros(())
+            if ref is not None:
+                kl = token_mean(kl_penalty(logp, ref[rows, :T], g.kl_estimator), mask)
+                loss = loss + g.kl_coef * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
+            opt.step()
+            clipped_tokens[rows] += (clipped.float() * mask).sum(-1).detach()
+            for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy), ("grad_norm", gn)):
+                sums[k] += float(v)
+            updates += 1
+    model.eval()
+    n_tokens = full["response_mask"].sum(-1)  # (G*n,)
+    clip_frac = {}
+    for gi, gr in enumerate(groups):
+        r = slice(gi * n, (gi + 1) * n)
+        clip_frac[gr.prompt_id] = float(clipped_tokens[r].sum() / (n_tokens[r].sum() * g.ppo_epochs).clamp(min=1))
+    metrics = {k: v / max(1, updates) for k, v in sums.items()}
+    metrics["clip_frac"] = float(clipped_tokens.sum() / (n_tokens.sum() * g.ppo_epochs).clamp(min=1))
+    metrics["updates"] = updates
+    return metrics, clip_frac
+
+
+def validate(sampler, task: Task, cfg: Config, step: int) -> list[history.ValidationRow]:
+    from .evaluate import rollouts
+
+    g, e = cfg.grpo, cfg.eval
+    df = rollouts(sampler, task, task.valid, g.valid_k, e.temperature, e.top_p, e.max_new_tokens,
+                  _seed(g.seed, "valid", step), e.batch_prompts, keep_text=False, desc=f"validate@{step}")
+    means = df.groupby("prompt_id", sort=False)["reward"].agg(["mean", "size"])
+    return [history.ValidationRow(step, pid, float(r["mean"]), int(r["size"])) for pid, r in means.iterrows()]
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step_{step:04d}"
+
+
+def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
+               stop_after: int | None = None) -> Path:
+    """Run (or resume, or reuse) the GRPO run of `cfg` in `run_dir`.
+
+    `stop_after` ends the process-level loop early after that step (tests use it to simulate
+    a kill between checkpoints); the run folder is then resumable.
+    """
+    g = cfg.grpo
+    if runs.is_done(run_dir):
+        return run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.write_config(run_dir, cfg)
+    torch.manual_seed(g.seed)
+    state_path = run_dir / "state.pt"
+    step, stream_state, carry = 0, (0, 0), []
+    model_src: str | Path = base
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        step, stream_state = state["step"], state["stream"]
+        carry = [Group(*c) for c in state["carry"]]
+        model_src = checkpoint_dir(run_dir, step)
+    model = load_model(model_src)
+    ref_model = load_model(base) if g.kl_coef > 0 else None
+    if ref_model is not None:
+        ref_model.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.999))
+    if state_path.exists():
+        opt.load_state_dict(state["opt"])
+    for name in (history.HISTORY_FILE, history.VALIDATION_FILE, "train_log.csv"):
+        history.truncate_after(run_dir / name, step)
+    tok = task.tokenizer
+    amp = cfg.model.autocast
+    sampler = TorchSampler(model, tok, batch_size=512)
+    stream = PromptStream([p.id for p in task.train], g.seed, *stream_state)
+    if step == 0 and g.valid_every:
+        history.append_rows(run_dir / history.VALIDATION_FILE, validate(sampler, task, cfg, 0),
+                            history.VALIDATION_COLUMNS)
+    bar = tqdm(total=g.steps, initial=step, desc=f"GRPO seed {g.seed}", unit="step")
+    while step < g.steps:
+        step += 1
+        t0 = time.time()
+        batch, dropped, rounds, drawn = list(carry), [], 0, 0
+        while len(batch) < g.prompts_per_step and rounds < g.max_gen_batches:
+            ids = stream.take(g.prompts_per_step)
+            drawn += len(ids)
+            for gr in generate_groups(sampler, task, ids, g, _seed(g.seed, step, rounds)):
+                keep = not g.dynamic_sampling or len(set(gr.rewards)) > 1
+                (batch if keep else dropped).append(gr)
+            rounds += 1
+        batch, carry = batch[: g.prompts_per_step], batch[g.prompts_per_step:]
+        if batch:
+            metrics, clip = train_step(model, ref_model, opt, batch, g, tok.pad_token_id, amp,
+                                       _seed(g.seed, "mb", step))
+        else:  # every group agreed in max_gen_batches rounds: nothing to learn from this step
+            metrics, clip = dict.fromkeys(METRICS, 0.0), {}
+            tqdm.write(f"GRPO step {step}: no group with reward variance in {rounds} rounds; no update")
+        rows = []
+        for gr, processed in [(x, 1) for x in batch] + [(x, 0) for x in dropped]:
+            mean, std = history.group_stats(gr.rewards)
+            rows.append(history.HistoryRow(step, gr.prompt_id, mean, std, len(gr.rewards), processed,
+                                           clip.get(gr.prompt_id, float("nan")) if processed else float("nan")))
+        history.append_rows(run_dir / history.HISTORY_FILE, rows, history.HISTORY_COLUMNS)
+        all_r = [r for gr in batch + dropped for r in gr.rewards]
+        log = {"step": step, "prompts_drawn": drawn, "gen_rounds": rounds, "groups_trained": len(batch),
+               "groups_dropped": len(dropped), "carried": len(carry),
+               "mean_reward": sum(all_r) / max(1, len(all_r)), **metrics, "seconds": round(time.time() - t0, 2)}
+        _append_dict(run_dir / "train_log.csv", log)
+        if g.valid_every and step % g.valid_every == 0:
+            history.append_rows(run_dir / history.VALIDATION_FILE, validate(sampler, task, cfg, step),
+                                history.VALIDATION_COLUMNS)
+        if step % g.checkpoint_every == 0 or step == g.steps:
+            save_checkpoint(run_dir, step, model, tok, opt, (stream.epoch, stream.pos), carry)
+        bar.update(1)
+        bar.set_postfix(reward=f"{log['mean_reward']:.3f}", kl=f"{metrics.get('kl', 0):.4f}")
+        if stop_after is not None and step >= stop_after:
+            bar.close()
+            return run_dir
+    bar.close()
+    runs.mark_done(run_dir)
+    return run_dir
+
+
+def save_checkpoint(run_dir: Path, step: int, model, tok, opt, stream_state, carry) -> None:
+    ck = checkpoint_dir(run_dir, step)
+    model.save_pretrained(str(ck))
+    tok.save_pretrained(str(ck))
+    tmp = run_dir / "state.pt.tmp"
+    torch.save({"step": step, "opt": opt.state_dict(), "stream": stream_state,
+                "carry": [dataclasses.astuple(c) for c in carry]}, tmp)
+    tmp.replace(run_dir / "state.pt")
+
+
+def _append_dict(path: Path, row: dict) -> None:
+    import csv
+
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)

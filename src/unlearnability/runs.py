@@ -1,0 +1,60 @@
+"""The run store: every expensive result lives in a folder named by the hash of its config.
+
+    $UNLEARN_HOME/                       (default: runs/ in the project, git-ignored)
+      base/<hash of world+model+pretrain>/    pretrained tiny model + tokenizer + log
+      grpo/<hash of the full config>/         one GRPO run (the seed is part of the config)
+      eval/<hash>/...                         pass@k tables
+
+A folder with a DONE file is complete and reused; one without is resumed from its last
+checkpoint. Writes are atomic (temp file + rename) so a kill never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from .config import Config
+
+DONE = "DONE"
+
+
+def home() -> Path:
+    env = os.environ.get("UNLEARN_HOME")
+    if env:
+        return Path(env).expanduser()
+    project = Path(__file__).resolve().parents[2]
+    if (project / "pyproject.toml").exists():
+        return project / "runs"
+    return Path.cwd() / "runs"
+
+
+def base_dir(cfg: Config) -> Path:
+    """Folder of the pretrained base model this config starts from."""
+    return home() / "base" / cfg.section_hash("world", "model", "pretrain")
+
+
+def grpo_dir(cfg: Config) -> Path:
+    """Folder of the GRPO run this config (seed included) describes."""
+    return home() / "grpo" / cfg.section_hash()
+
+
+def is_done(folder: Path) -> bool:
+    return (Path(folder) / DONE).exists()
+
+
+def mark_done(folder: Path) -> None:
+    (Path(folder) / DONE).write_text("ok\n")
+
+
+def write_config(folder: Path, cfg: Config) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,54 @@
+"""A task = training problems + validation problems + how to prompt and reward them.
+
+The one place that knows the data source: the testbed world (exact-answer reward, a step
+checker for reasoning quality) or MATH-style text (templates and math-verify, from
+`mathdata` and `reward`). GRPO, pass@k and the analyses only see a Task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .config import Config
+from .problems import Problem
+
+
+@dataclass
+class Task:
+    train: list[Problem]
+    valid: list[Problem]
+    tokenizer: object  # a transformers tokenizer
+    template: Callable[[str], str]  # question -> prompt text
+    reward_fn: Callable[[str, str], float]  # (response text, gold answer) -> reward
+    source: str
+
+    def prompt_ids(self, problem: Problem) -> list[int]:
+        return self.tokenizer(self.template(problem.question))["input_ids"]
+
+    def reward(self, problem: Problem, response: str) -> float:
+        return self.reward_fn(response, problem.answer)
+
+    def by_id(self) -> dict[str, Problem]:
+        return {p.id: p for p in self.train + self.valid}
+
+
+def load_task(cfg: Config, base: str | Path) -> Task:
+    """The task for `cfg`, tokenised with the base model's tokenizer at `base`."""
+    if cfg.data.source == "testbed":
+        from .world import exact_reward, load_tokenizer, train_valid_split
+
+        train, valid = train_valid_split(cfg.world)
+        return Task(train, valid, load_tokenizer(base), lambda q: q, exact_reward, "testbed")
+    from transformers import AutoTokenizer
+
+    from . import mathdata, reward
+
+    train = mathdata.load_problems(cfg.data, "train")
+    valid = mathdata.load_problems(cfg.data, "valid")
+    if cfg.data.limit:
+        train = train[: cfg.data.limit]
+    tok = AutoTokenizer.from_pretrained(str(base))
+    return Task(train, valid, tok, lambda q: mathdata.apply_template(cfg.data.template, q),
+                reward.math_reward, cfg.data.source)

@@ -1,0 +1,12 @@
+"""The testbed world: procedural verifiable problems, worked solutions, a step checker,
+augmentation and a word-level tokenizer."""
+
+from .checker import StepReport, check_steps, exact_reward, extract_answer
+from .generator import (SKILLS, Graph, coverage_class, graph_of, pretraining_stream,
+                        train_valid_split)
+from .augment import similar_problems, subproblems
+from .tokenizer import build_tokenizer, load_tokenizer
+
+__all__ = ["SKILLS", "Graph", "StepReport", "build_tokenizer", "check_steps", "coverage_class",
+           "exact_reward", "extract_answer", "graph_of", "load_tokenizer", "pretraining_stream",
+           "similar_problems", "subproblems", "train_valid_split"]

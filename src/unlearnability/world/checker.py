@@ -1,0 +1,100 @@
+"""Score a response step by step: the testbed's exact stand-in for the paper's LLM judge.
+
+A response is split at " . " into lines. The checker accepts any line order that respects
+dependencies. Each needed op node must appear once as
+
+    name = definition = substituted values = result
+
+with the problem's definition, the *true* operand values and the true result mod p.
+
+    score (0-5) = floor(5 * correct needed steps / needed steps), minus 1 if any line is
+                  invalid (garbled, wrong, or a statement that was not asked for), floor 0
+    exact       = every needed step correct, no invalid line, and the right final answer
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .generator import Graph, substituted
+
+ANSWER_RE = re.compile(r"answer\s+(\S+)\s*$")
+
+
+@dataclass
+class StepReport:
+    score: int  # 0..5
+    exact: bool  # a complete, valid worked solution with the right answer
+    correct_answer: bool
+    answer: str | None  # the final answer as written, or None
+    steps_ok: list[str] = field(default_factory=list)  # needed nodes computed correctly
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (line or node, reason)
+
+
+def extract_answer(response: str) -> str | None:
+    """The token after the last 'answer', or None."""
+    m = ANSWER_RE.search(response.strip())
+    return m.group(1) if m else None
+
+
+def exact_reward(response: str, gold: str) -> float:
+    """The testbed's outcome reward: 1.0 if the final answer equals the gold answer."""
+    return 1.0 if extract_answer(response) == str(gold) else 0.0
+
+
+def check_steps(graph: Graph, response: str) -> StepReport:
+    by = graph.by_name
+    needed = {n.name for n in graph.required()}
+    values = graph.values
+    body = response.strip()
+    answer = extract_answer(body)
+    if answer is not None:
+        body = body[: body.rfind("answer")].strip()
+    lines = [ln.strip() for ln in body.split(" .") if ln.strip()]
+    ok: list[str] = []
+    failed: list[tuple[str, str]] = []
+    computed: set[str] = {n.name for n in graph.nodes if n.skill is None}
+    for line in lines:
+        toks = line.split()
+        name = toks[0] if toks else ""
+        node = by.get(name)
+        if node is None or node.skill is None:
+            failed.append((line, "not a statement to compute"))
+            continue
+        if name not in needed:
+            failed.append((line, "not needed for the answer"))
+            continue
+        if name in computed:
+            failed.append((line, "computed twice"))
+            continue
+        want = [name, "="] + node.definition() + ["="] + substituted(node, values) + ["=", str(values[name])]
+        missing = [a for a in node.args if a not in computed]
+        computed.add(name)  # attempted: later lines may use it, right or wrong
+        if toks != want:
+            failed.append((name, _why(toks, want, len(node.definition()))))
+        elif missing:
+            failed.append((name, f"uses {', '.join(missing)} before computing it"))
+        else:
+            ok.append(name)
+    for name in sorted(needed - set(ok) - {f[0] for f in failed}):
+        failed.append((name, "missing"))
+    score = (5 * len(ok)) // len(needed) if needed else 5
+    if any(reason != "missing" for _, reason in failed):
+        score = max(0, score - 1)
+    correct = answer == str(values[graph.query])
+    exact = correct and len(ok) == len(needed) and not failed
+    return StepReport(score, exact, correct, answer, ok, failed)
+
+
+def _why(toks: list[str], want: list[str], k: int) -> str:
+    """Which part of `name = def = subst = result` is wrong."""
+    if len(toks) != len(want):
+        return "malformed line"
+    d = slice(2, 2 + k)
+    s = slice(3 + k, 3 + 2 * k)
+    if toks[d] != want[d]:
+        return "wrong definition"
+    if toks[s] != want[s]:
+        return "wrong operand value"
+    return "wrong arithmetic"

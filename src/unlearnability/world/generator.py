@@ -1,0 +1,318 @@
+"""Procedural problems: small dependency graphs of variables over arithmetic mod p.
+
+    question:  a = 7 . c = 3 * a . d = c - 2 . b = a + c . what is b ?
+    solution:  c = 3 * a = 3 * 7 = 21 . b = a + c = 7 + 21 = 28 . answer 28
+
+Every number and name is one token. Statements are listed in a valid dependency order;
+distractors (statements the answer does not need) are interleaved. A worked solution
+computes exactly the needed ("required") op nodes, in statement order, each as
+`name = definition = substituted values = result`.
+
+Knobs (WorldConfig): modulus p (answer space), skills (operators) and their pretraining
+coverage, difficulty tiers (ops the answer needs), distractors, chain bias (depth).
+Everything is a pure function of (config, seed).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from ..config import WorldConfig
+from ..problems import Problem
+
+# skill -> (symbol, arity, uses a constant)
+SKILLS: dict[str, tuple[str, int, bool]] = {
+    "add_c": ("+", 1, True),  # x + c
+    "sub_c": ("-", 1, True),  # x - c
+    "add": ("+", 2, False),  # x + y
+    "sub": ("-", 2, False),  # x - y
+    "mul_c": ("*", 1, True),  # c * x
+    "mul": ("*", 2, False),  # x * y
+}
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass
+class Node:
+    name: str
+    skill: str | None  # None for a leaf (given value)
+    args: tuple[str, ...] = ()  # operand names
+    const: int | None = None  # constant operand (add_c / sub_c / mul_c) or leaf value
+
+    def definition(self) -> list[str]:
+        """Right-hand side tokens in terms of names: ['3', '*', 'a'] or ['a', '+', 'c'] or ['7']."""
+        if self.skill is None:
+            return [str(self.const)]
+        sym, arity, uses_const = SKILLS[self.skill]
+        if self.skill == "mul_c":
+            return [str(self.const), sym, self.args[0]]
+        if uses_const:
+            return [self.args[0], sym, str(self.const)]
+        return [self.args[0], sym, self.args[1]]
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]  # statement order (a valid dependency order)
+    query: str
+    p: int
+    values: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            self.values = evaluate(self.nodes, self.p)
+
+    @property
+    def by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def required(self) -> list[Node]:
+        """Op nodes the query depends on (itself included), in statement order."""
+        by = self.by_name
+        need: set[str] = set()
+        stack = [self.query]
+        while stack:
+            v = stack.pop()
+            if v in need:
+                continue
+            need.add(v)
+            stack.extend(by[v].args)
+        return [n for n in self.nodes if n.name in need and n.skill is not None]
+
+    def depth(self) -> int:
+        by = self.by_name
+        memo: dict[str, int] = {}
+
+        def d(v: str) -> int:
+            if v not in memo:
+                n = by[v]
+                memo[v] = 0 if n.skill is None else 1 + max(d(a) for a in n.args)
+            return memo[v]
+
+        return d(self.query)
+
+    def question(self) -> str:
+        parts = [f"{n.name} = {' '.join(n.definition())} ." for n in self.nodes]
+        return " ".join(parts + [f"what is {self.query} ?"])
+
+    def solution(self) -> str:
+        """The worked solution (the response the model should produce, without EOS)."""
+        lines = [step_text(n, self.values, self.p) for n in self.required()]
+        return " ".join(lines + [f"answer {self.values[self.query]}"])
+
+
+def apply_op(skill: str, x: int, y: int | None, c: int | None, p: int) -> int:
+    if skill == "add_c":
+        return (x + c) % p
+    if skill == "sub_c":
+        return (x - c) % p
+    if skill == "add":
+        return (x + y) % p
+    if skill == "sub":
+        return (x - y) % p
+    if skill == "mul_c":
+        return (c * x) % p
+    if skill == "mul":
+        return (x * y) % p
+    raise ValueError(f"unknown skill {skill!r}; known: {sorted(SKILLS)}")
+
+
+def node_value(n: Node, values: dict[str, int], p: int) -> int:
+    if n.skill is None:
+        return n.const % p
+    x = values[n.args[0]]
+    y = values[n.args[1]] if len(n.args) > 1 else None
+    return apply_op(n.skill, x, y, n.const, p)
+
+
+def evaluate(nodes: list[Node], p: int) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for n in nodes:
+        values[n.name] = node_value(n, values, p)
+    return values
+
+
+def substituted(n: Node, values: dict[str, int]) -> list[str]:
+    """Definition with operand names replaced by their values: ['3', '*', '7']."""
+    return [str(values[t]) if t in values and not t.isdigit() else t for t in n.definition()]
+
+
+def step_text(n: Node, values: dict[str, int], p: int) -> str:
+    return (f"{n.name} = {' '.join(n.definition())} = {' '.join(substituted(n, values))}"
+            f" = {values[n.name]} .")
+
+
+def _pick_skill(rng: random.Random, weights: dict[str, float]) -> str:
+    names = [s for s, w in weights.items() if w > 0]
+    return rng.choices(names, weights=[weights[s] for s in names])[0]
+
+
+def make_graph(rng: random.Random, cfg: WorldConfig, n_ops: int, n_distractors: int,
+               skill_weights: dict[str, float]) -> Graph:
+    """A random graph whose query needs exactly `n_ops` op nodes, plus `n_distractors` statements.
+
+    Built forward, keeping the "dangling" op nodes that no later op uses yet. Each op either
+    chains (consumes the newest dangling node; probability `chain_bias`: deeper graphs),
+    branches (starts from leaves: wider graphs) or merges two dangling nodes with a binary op.
+    Merges are forced when needed so exactly one dangling node, the query, is left: every op
+    is needed for the answer.
+    """
+    fresh = iter(rng.sample(LETTERS[: cfg.n_vars], k=cfg.n_vars))
+    nodes: list[Node] = []
+    leaves: list[str] = []
+    dangling: list[str] = []
+    binary = {s: w for s, w in skill_weights.items() if SKILLS[s][1] == 2 and w > 0}
+
+    def leaf(new_prob: float = 0.5) -> str:
+        if leaves and rng.random() > new_prob:
+            return rng.choice(leaves)
+        n = Node(next(fresh), None, (), rng.randrange(cfg.p))
+        nodes.append(n)
+        leaves.append(n.name)
+        return n.name
+
+    def other_operand() -> str:  # second operand of a chained binary op: a leaf or a used node
+        used = [n.name for n in nodes if n.skill is not None and n.name not in dangling]
+        return rng.choice(used) if used and rng.random() < 0.3 else leaf()
+
+    for i in range(n_ops):
+        remaining = n_ops - i - 1
+        d = len(dangling)
+        if d >= 2 and d - 1 > remaining:
+            action = "merge"
+        elif d == 0:
+            action = "branch"
+        else:
+            u = rng.random()
+            if u < cfg.chain_bias:
+                action = "chain"
+            elif binary and d <= remaining and u < cfg.chain_bias + (1 - cfg.chain_bias) / 2:
+                action = "branch"
+            elif binary and d >= 2:
+                action = "merge"
+            else:
+                action = "chain"
+        skill = _pick_skill(rng, binary if action == "merge" else skill_weights)
+        arity = SKILLS[skill][1]
+        if action == "merge":
+            args = [dangling.pop(), dangling.pop(rng.randrange(len(dangling)))]
+        elif action == "chain":
+            args = [dangling.pop()] + ([other_operand()] if arity == 2 else [])
+        else:  # branch: from leaves only
+            args = [leaf() for _ in range(arity)]
+            if arity == 2 and args[0] == args[1]:
+                args[1] = leaf(new_prob=1.0)
+        if arity == 2 and rng.random() < 0.5:
+            args.reverse()
+        const = rng.randint(2 if skill == "mul_c" else 1, cfg.const_max) if SKILLS[skill][2] else None
+        node = Node(next(fresh), skill, tuple(args), const)
+        nodes.append(node)
+        dangling.append(node.name)
+    assert len(dangling) == 1, dangling
+    query = dangling[0]
+    # distractors: statements the query does not depend on, inserted after their operands
+    for _ in range(n_distractors):
+        skill = _pick_skill(rng, skill_weights)
+        _, arity, uses_const = SKILLS[skill]
+        pos = rng.randint(1, len(nodes) - 1)  # before the query, after at least one statement
+        earlier = [n.name for n in nodes[:pos]]
+        args = tuple(rng.choice(earlier) for _ in range(arity))
+        const = rng.randint(2 if skill == "mul_c" else 1, cfg.const_max) if uses_const else None
+        nodes.insert(pos, Node(next(fresh), skill, args, const))
+    return Graph(nodes, query, cfg.p)
+
+
+def problem_from_graph(g: Graph, pid: str, extra: dict | None = None) -> Problem:
+    req = g.required()
+    skills = sorted({n.skill for n in req})
+    meta = {
+        "tier": len(req),
+        "n_ops": len(req),
+        "depth": g.depth(),
+        "distractors": sum(1 for n in g.nodes if n.skill is not None) - len(req),
+        "skills": skills,
+        "p": g.p,
+        "solution": g.solution(),
+        "graph": graph_to_dict(g),
+    }
+    meta.update(extra or {})
+    return Problem(id=pid, question=g.question(), answer=str(g.values[g.query]), meta=meta)
+
+
+def graph_to_dict(g: Graph) -> dict:
+    return {"query": g.query, "p": g.p,
+            "nodes": [[n.name, n.skill, list(n.args), n.const] for n in g.nodes]}
+
+
+def graph_from_dict(d: dict) -> Graph:
+    nodes = [Node(name, skill, tuple(args), const) for name, skill, args, const in d["nodes"]]
+    return Graph(nodes, d["query"], d["p"])
+
+
+def graph_of(problem: Problem) -> Graph:
+    if "graph" not in problem.meta:
+        raise ValueError(f"problem {problem.id!r} is not a testbed problem (no meta['graph'])")
+    return graph_from_dict(problem.meta["graph"])
+
+
+def coverage_class(skills: list[str], coverage: dict[str, float]) -> str:
+    """'common' if every needed skill is well covered in pretraining, 'rare' if one is rare,
+    'unseen' if one never appears there."""
+    ws = [coverage.get(s, 0.0) for s in skills]
+    if any(w == 0 for w in ws):
+        return "unseen"
+    if any(w < 0.5 for w in ws):
+        return "rare"
+    return "common"
+
+
+def sample_problem(rng: random.Random, cfg: WorldConfig, tier: int, skill_weights: dict[str, float],
+                   pid: str) -> Problem:
+    n_distractors = rng.randint(0, cfg.distractors_max)
+    g = make_graph(rng, cfg, tier, n_distractors, skill_weights)
+    prob = problem_from_graph(g, pid)
+    prob.meta["coverage"] = coverage_class(prob.meta["skills"], cfg.coverage)
+    return prob
+
+
+def train_valid_split(cfg: WorldConfig) -> tuple[list[Problem], list[Problem]]:
+    """The training and held-out validation problems: tiers cycled evenly, skills by `task_mix`.
+
+    Question strings are unique across both splits.
+    """
+    rng = random.Random(f"world-{cfg.seed}")
+    mix = {s: cfg.task_mix.get(s, 0.0) for s in cfg.skills}
+    seen: set[str] = set()
+    out: dict[str, list[Problem]] = {"train": [], "valid": []}
+    for split, n in (("train", cfg.n_train), ("valid", cfg.n_valid)):
+        i = 0
+        while len(out[split]) < n:
+            tier = cfg.tiers[i % len(cfg.tiers)]
+            prob = sample_problem(rng, cfg, tier, mix, f"{split}-{len(out[split]):04d}")
+            i += 1
+            if prob.question in seen:
+                continue
+            seen.add(prob.question)
+            out[split].append(prob)
+    return out["train"], out["valid"]
+
+
+def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
+    """Endless (question, solution) pairs whose skill mix follows `cfg.coverage`.
+
+    Problems whose question is in `exclude` (the train / validation questions) are skipped,
+    so the base model never saw a training problem's worked solution.
+    """
+    rng = random.Random(f"pretrain-{cfg.seed}-{seed}")
+    weights = {s: cfg.coverage.get(s, 0.0) for s in cfg.skills}
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError("world.coverage: every skill has weight 0; pretraining would have no data")
+    i = 0
+    while True:
+        tier = rng.choice(cfg.tiers)
+        prob = sample_problem(rng, cfg, tier, weights, f"pre-{i}")
+        i += 1
+        if prob.question in exclude:
+            continue
+        yield prob.question, prob.meta["solution"]

@@ -1,0 +1,120 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from unlearnability import history, runs
+from unlearnability.config import load_config
+from unlearnability.grpo import (PromptStream, group_advantages, kl_penalty, policy_loss, token_mean,
+                                 train_grpo)
+from unlearnability.pretrain import ensure_base_model
+from unlearnability.tasks import load_task
+
+
+# ----------------------------------------------------------------------------- hand-computed pieces
+
+
+def test_group_advantages_population_std():
+    adv = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+    # mean 0.25, population std sqrt(0.1875) = 0.4330
+    assert adv[0].tolist() == pytest.approx([0.75 / 0.4330127, -0.25 / 0.4330127, -0.25 / 0.4330127,
+                                             -0.25 / 0.4330127], rel=1e-4)
+    assert adv[1].abs().max() == 0  # no variance, no signal
+
+
+def test_policy_loss_hand_computed():
+    # four tokens: ratios 1.5, 0.5, 1.1, 5.0 ; advantages +1, +1, -1, -1 ; eps 0.2 / 0.28
+    old = torch.zeros(1, 4)
+    logp = torch.log(torch.tensor([[1.5, 0.5, 1.1, 5.0]]))
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]])
+    loss, clipped = policy_loss(logp, old, adv, eps_low=0.2, eps_high=0.28, clip_ratio_c=3.0)
+    # tok0: max(-1.5, -1.28) = -1.28 (clipped)   tok1: max(-0.5, -0.8) = -0.5
+    # tok2: max(1.1, 1.1) = 1.1                   tok3: max(5, 1.28) = 5 -> dual clip min(5, 3) = 3
+    assert loss[0].tolist() == pytest.approx([-1.28, -0.5, 1.1, 3.0], rel=1e-5)
+    assert clipped[0].tolist() == [True, False, False, False]
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    assert token_mean(loss, mask).item() == pytest.approx((-1.28 - 0.5 + 1.1) / 3, rel=1e-5)
+
+
+def test_kl_k3_hand_computed():
+    logp = torch.tensor([math.log(0.5)])
+    ref = torch.tensor([math.log(0.25)])
+    d = math.log(0.25) - math.log(0.5)
+    assert kl_penalty(logp, ref, "k3").item() == pytest.approx(math.exp(d) - d - 1, rel=1e-6)
+    assert kl_penalty(logp, logp, "k3").item() == 0
+    with pytest.raises(ValueError, match="kl_estimator"):
+        kl_penalty(logp, ref, "k9")
+
+
+def test_prompt_stream_epochs_and_resume():
+    s = PromptStream([f"p{i}" for i in range(5)], seed=1)
+    first = s.take(7)
+    assert sorted(first[:5]) == [f"p{i}" for i in range(5)]  # one full epoch first
+    t = PromptStream([f"p{i}" for i in range(5)], seed=1, epoch=s.epoch, pos=s.pos)
+    assert s.take(6) == t.take(6)
+
+
+# ----------------------------------------------------------------------------- runs on the smoke model
+
+
+def parity_reward(response: str, gold: str) -> float:
+    """A reward with variance even for an untrained model: 1 if the response has an even word count."""
+    return float(len(response.split()) % 2 == 0)
+
+
+def smoke_run(tmp, **grpo):
+    cfg = load_config("smoke", {"grpo": {"steps": 4, **grpo}})
+    base = ensure_base_model(cfg, quiet=True)
+    task = load_task(cfg, base)
+    task.reward_fn = parity_reward
+    return cfg, base, task
+
+
+def test_history_format_and_dynamic_sampling(smoke_store, tmp_path):
+    cfg, base, task = smoke_run(tmp_path)
+    run = train_grpo(cfg, tmp_path / "run", base, task)
+    h = history.read_history(run)
+    assert list(h.columns) == history.HISTORY_COLUMNS
+    assert set(h["prompt_id"]) <= {p.id for p in task.train}
+    assert sorted(h["step"].unique()) == [1, 2, 3, 4]
+    assert (h["n"] == cfg.grpo.rollouts_per_prompt).all()
+    # dynamic sampling: groups without reward variance are dropped, the rest enter the loss
+    assert ((h["std_reward"] == 0) == (h["processed"] == 0)).all()
+    per_step = h[h.processed == 1].groupby("step").size()
+    log = pd.read_csv(run / "train_log.csv")
+    assert (per_step.values <= cfg.grpo.prompts_per_step).all()
+    assert (log["groups_trained"].values == per_step.values).all()
+    # when a step drew more kept groups than it could train, the surplus was carried over
+    assert (log["carried"].shift(1, fill_value=0) <= log["groups_trained"]).all()
+    # mean reward and std are the group's
+    assert h["mean_reward"].between(0, 1).all()
+    assert h.loc[h.processed == 1, "clip_frac"].notna().all() and h.loc[h.processed == 0, "clip_frac"].isna().all()
+    v = history.read_validation(run)
+    assert sorted(v["step"].unique()) == [0, 2, 4] and len(v) == 3 * len(task.valid)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_0002", "step_0004"]
+    assert runs.is_done(run)
+
+
+def test_dynamic_sampling_off_processes_every_group(smoke_store, tmp_path):
+    cfg, base, task = smoke_run(tmp_path, dynamic_sampling=False, steps=2)
+    h = history.read_history(train_grpo(cfg, tmp_path / "run", base, task))
+    assert (h["processed"] == 1).all() and (h.groupby("step").size() == cfg.grpo.prompts_per_step).all()
+
+
+def test_same_seed_same_history_and_resume_after_kill(smoke_store, tmp_path):
+    cfg, base, task = smoke_run(tmp_path, checkpoint_every=2)
+    full = train_grpo(cfg, tmp_path / "a", base, task)
+    again = train_grpo(cfg, tmp_path / "b", base, task)
+    ha, hb = history.read_history(full), history.read_history(again)
+    pd.testing.assert_frame_equal(ha, hb)
+    # "kill" after step 3: step 3's rows are on disk but its checkpoint is not
+    part = train_grpo(cfg, tmp_path / "c", base, task, stop_after=3)
+    assert not runs.is_done(part) and history.read_history(part)["step"].max() == 3
+    resumed = train_grpo(cfg, tmp_path / "c", base, task)
+    pd.testing.assert_frame_equal(ha, history.read_history(resumed))
+    pd.testing.assert_frame_equal(history.read_validation(full), history.read_validation(resumed))
+    # a different seed gives a different history
+    cfg2, _, _ = smoke_run(tmp_path, checkpoint_every=2, seed=2)
+    other = history.read_history(train_grpo(cfg2, tmp_path / "d", base, task))
+    assert not ha[["prompt_id", "mean_reward"]].equals(other[["prompt_id", "mean_reward"]])
