@@ -16,14 +16,14 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install $(TORCH_PIN) 2>&1 | grep -v "^WARNING: Location" || true
-	$(PIP) install -e '.[test]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PIP) install $(TORCH_PIN)
+	$(PIP) install -e '.[test]'
 	# verl only for its config file (tests check the exported overrides against it); --no-deps:
 	# verl 0.9.1 pins transformers < 5.11, and nothing here imports verl
-	$(PIP) install --no-deps verl==0.9.1 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import torch, transformers, unlearnability" 
+	$(PIP) install --no-deps verl==0.9.1
+	$(BIN)/python -c "import torch, transformers, unlearnability"
 	touch $@
 
 test: install

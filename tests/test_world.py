@@ -94,7 +94,8 @@ def test_checker_finds_the_wrong_step_and_guessing_scores_zero():
 def test_extract_answer():
     assert extract_answer("x = 1 + 2 = 1 + 2 = 3 . answer 3") == "3"
     assert extract_answer("no answer here at all x") is None
-    assert exact_reward("answer 07", "7") == 0.0
+    assert extract_answer("x = 1 + 2 = 0 1 + 0 2 = 0 3 . answer 0 3") == "3"  # digit tokens
+    assert exact_reward("answer 0 7", "7") == 1.0 and exact_reward("answer 8", "7") == 0.0
 
 
 def test_augmentation():

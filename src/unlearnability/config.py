@@ -23,6 +23,7 @@ class WorldConfig:
     """The testbed world: dependency graphs of variables over arithmetic mod p."""
 
     p: int = 101  # modulus: answers live in 0..p-1, so a blind guess is right with chance 1/p
+    digits: int = 0  # tokens per number: 0 = one token per number, k = k decimal digits (needs p <= 10**k)
     n_vars: int = 26  # size of the variable-name alphabet
     skills: list[str] = field(default_factory=lambda: ["add_c", "sub_c", "add", "sub", "mul_c", "mul"])
     # how often each skill's worked solutions appear in pretraining (relative weights; 0 = held out)
@@ -128,6 +129,22 @@ class EvalConfig:
 
 
 @dataclass
+class GradientConfig:
+    """Per-example gradient similarity (paper §5.1 and the authors' gradient scripts)."""
+
+    per_group: int = 100  # examples sampled per group (fixed seed)
+    rollouts: int = 1000  # rollouts per example from the analysed policy
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_correct: int = 20  # correct rollouts kept per example (at random)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    lora_seed: int = 42
+    seed: int = 0  # which examples are sampled, and the rollouts
+
+
+@dataclass
 class Config:
     name: str = "custom"
     notes: str = ""  # where and why this preset departs from the paper
@@ -137,6 +154,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    gradients: GradientConfig = field(default_factory=GradientConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ re-executed with the same parameters reuses the runs and evaluations it already 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -56,26 +57,35 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     cfg = load_run_config(run_dir)
     if k is not None:
         cfg.eval.k = k
-    name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}"
     if step == 0:
-        base = ensure_base_model(cfg)
-        folder = (Path(base) if isinstance(base, Path) else runs.home() / "hub-evals" / cfg.section_hash("model", "data")) / "evals"
-        src: str | Path = base
-    else:
-        src = checkpoint_dir(run_dir, step)
-        if not src.exists():
-            have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
-            raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
-        folder = run_dir / "evals" / f"step_{step:04d}"
+        return evaluate_base(cfg, split, keep_text)
+    src = checkpoint_dir(run_dir, step)
+    if not src.exists():
+        have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
+        raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
+    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text)
+
+
+def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True) -> Path:
+    """pass@k of the config's base model (cached with the base model, shared by every seed)."""
+    base = ensure_base_model(cfg)
+    folder = Path(base) / "evals" if isinstance(base, Path) else \
+        runs.home() / "hub-evals" / cfg.section_hash("model", "data") / "evals"
+    return _evaluate(cfg, base, folder, split, keep_text)
+
+
+def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool) -> Path:
+    if split not in ("train", "valid"):
+        raise ValueError(f"split={split!r}: use 'train' or 'valid'")
+    name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}"
     out = folder / f"{name}.csv"
     if out.exists():
         return out
     set_threads()
-    base = ensure_base_model(cfg)
-    task = load_task(cfg, base)
+    task = load_task(cfg, ensure_base_model(cfg))
     problems = task.train if split == "train" else task.valid
-    model = load_model(src)
-    samples, table = evaluate_policy(TorchSampler(model, task.tokenizer), task, problems, cfg.eval, keep_text)
+    samples, table = evaluate_policy(TorchSampler(load_model(src), task.tokenizer), task, problems,
+                                     cfg.eval, keep_text)
     folder.mkdir(parents=True, exist_ok=True)
     samples.to_csv(folder / f"{name}-samples.csv.gz", index=False)
     tmp = out.with_suffix(".tmp")
@@ -89,3 +99,101 @@ def read_eval(path: str | Path, samples: bool = False) -> pd.DataFrame:
     if samples:
         path = path.with_name(path.stem + "-samples.csv.gz")
     return pd.read_csv(path, dtype={"prompt_id": str})
+
+
+@dataclass
+class Study:
+    """Everything a chapter about the baseline needs, for one profile and a list of seeds."""
+
+    cfg: Config  # the config of the first seed (seeds differ only in grpo.seed)
+    seeds: list[int]
+    run_dirs: dict[int, Path]
+    problems: pd.DataFrame  # one row per training problem: prompt_id + the world's knobs
+    initial: pd.DataFrame  # pass@k summary of the base model on the training problems
+    finals: dict[int, pd.DataFrame]  # pass@k summary of each seed's final checkpoint
+    histories: dict[int, pd.DataFrame]  # per-example training histories
+    validations: dict[int, pd.DataFrame]  # held-out validation pass@1 rows
+    train_logs: dict[int, pd.DataFrame]
+
+    def pass1(self, table: pd.DataFrame) -> pd.Series:
+        return table.set_index("prompt_id")["pass@1"].reindex(self.problems["prompt_id"])
+
+
+def problem_table(problems) -> pd.DataFrame:
+    """The knobs of each problem as columns (testbed: tier, depth, distractors, skills, coverage;
+    MATH: level, subject)."""
+    rows = []
+    for p in problems:
+        row = {"prompt_id": p.id}
+        for key in ("tier", "depth", "distractors", "coverage", "level", "subject", "p"):
+            if key in p.meta:
+                row[key] = p.meta[key]
+        if "skills" in p.meta:
+            row["skills"] = "+".join(p.meta["skills"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None) -> Study:
+    """Run (or reuse) one GRPO run per seed, then evaluate pass@k at step 0 and at the last step."""
+    from .config import load_config
+    from .history import read_history, read_validation
+
+    run_dirs, finals = {}, {}
+    for s in seeds:
+        o = {**(overrides or {})}
+        o["grpo"] = {**o.get("grpo", {}), "seed": int(s)}
+        cfg = load_config(profile, o)
+        run_dirs[s] = run_grpo(cfg)
+        finals[s] = read_eval(evaluate_checkpoint(run_dirs[s], cfg.grpo.steps))
+    cfg = load_run_config(run_dirs[seeds[0]])
+    initial = read_eval(evaluate_checkpoint(run_dirs[seeds[0]], 0))
+    task = load_task(cfg, ensure_base_model(cfg))
+    return Study(
+        cfg=cfg, seeds=list(seeds), run_dirs=run_dirs, problems=problem_table(task.train),
+        initial=initial, finals=finals,
+        histories={s: read_history(d) for s, d in run_dirs.items()},
+        validations={s: read_validation(d) for s, d in run_dirs.items()},
+        train_logs={s: pd.read_csv(d / "train_log.csv") for s, d in run_dirs.items()},
+    )
+
+
+def gradient_similarity(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                        gradient_overrides: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-example gradient similarity at the base model (step 0) or a seed's checkpoint.
+
+    group_of: group per prompt_id (e.g. `groups.classify(...)["group"]`).
+    Returns (per example: prompt_id, group, avg_similarity; group pair means; sampling stats).
+    Cached under the run store by the gradient config, the policy and the chosen examples.
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means, sample_per_group
+
+    cfg = study.cfg
+    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
+    chosen = sample_per_group(group_of, g.per_group, g.seed)
+    seed = study.seeds[0] if seed is None else seed
+    policy = ensure_base_model(cfg) if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
+    key = json.dumps({"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
+                      "max_new": cfg.eval.max_new_tokens}, sort_keys=True, default=str)
+    folder = runs.home() / "analysis" / f"gradients-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    files = [folder / n for n in ("examples.csv", "pairs.csv", "stats.csv")]
+    if not all(f.exists() for f in files):
+        set_threads()
+        task = load_task(cfg, ensure_base_model(cfg))
+        by_id = task.by_id()
+        ids, G, stats = example_gradients(policy, task, [by_id[i] for i in chosen.index], g,
+                                          max_new_tokens=cfg.eval.max_new_tokens)
+        C = cosine_matrix(G) if len(ids) else None
+        grp = [chosen[i] for i in ids]
+        ex = pd.DataFrame({"prompt_id": ids, "group": grp,
+                           "avg_similarity": average_similarity(C) if C is not None else []})
+        pairs = group_pair_means(C, grp) if C is not None else pd.DataFrame()
+        stats["group"] = stats.prompt_id.map(chosen)
+        folder.mkdir(parents=True, exist_ok=True)
+        for df, f in zip((ex, pairs, stats), files):
+            df.to_csv(f, index=False)
+    return tuple(pd.read_csv(f, dtype={"prompt_id": str}) for f in files)

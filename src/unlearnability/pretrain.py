@@ -24,7 +24,7 @@ def ensure_base_model(cfg: Config, quiet: bool = False) -> Path | str:
     if runs.is_done(folder):
         return folder
     runs.write_config(folder, cfg)
-    tok = build_tokenizer(cfg.world.p)
+    tok = build_tokenizer(cfg.world.p, cfg.world.digits)
     model = build_model(cfg.model, len(tok), tok)
     if not quiet:
         print(f"pretraining a {n_params(model) / 1e6:.2f}M-parameter model on "

@@ -67,6 +67,14 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
+def end_of_turn_ids(tokenizer) -> set[int]:
+    """Ids of the end-of-turn tokens a tokenizer knows (Qwen's <|im_end|>, Llama 3's <|eot_id|>)."""
+    if tokenizer is None:
+        return set()
+    vocab = tokenizer.get_vocab()
+    return {vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>") if t in vocab}
+
+
 class TorchSampler:
     """Batched sampling with a KV cache from a transformers causal LM (CPU or CUDA).
 
@@ -81,6 +89,10 @@ class TorchSampler:
         self.tok = tokenizer
         self.eos_id = eos_id if eos_id is not None else tokenizer.eos_token_id
         self.pad_id = pad_id if pad_id is not None else tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.eos_id
+        # stop at EOS and at the chat models' end-of-turn tokens
+        self.stop_ids = {self.eos_id} | end_of_turn_ids(tokenizer)
         self.batch_size = batch_size
         self.autocast = autocast
 
@@ -110,6 +122,7 @@ class TorchSampler:
         ids, mask = ids.to(device), mask.to(device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
         toks, logps = [], []
+        stops = torch.tensor(sorted(self.stop_ids), device=device)
         finished = torch.zeros(B, dtype=torch.bool, device=device)
         with autocast(self.autocast):
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
@@ -121,7 +134,7 @@ class TorchSampler:
                 tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
                 toks.append(tok)
                 logps.append(lp)
-                finished |= tok == self.eos_id
+                finished |= torch.isin(tok, stops)
                 if bool(finished.all()):
                     break
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -133,8 +146,8 @@ class TorchSampler:
         result = []
         for i in range(B):
             row = T[i].tolist()
-            n = row.index(self.eos_id) + 1 if self.eos_id in row else len(row)
-            c = Completion(index[i], row[:n], P[i, :n].tolist(), finished=self.eos_id in row[:n])
+            n = next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))
+            c = Completion(index[i], row[:n], P[i, :n].tolist(), finished=n > 0 and row[n - 1] in self.stop_ids)
             if self.tok is not None:
                 c.text = self.tok.decode(c.token_ids, skip_special_tokens=True)
             result.append(c)

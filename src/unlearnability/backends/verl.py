@@ -281,7 +281,7 @@ Written by `unlearn verl export --preset {cfg.name}`. Target: verl {VERL_VERSION
 | train.parquet | {manifest['n_train']} training problems (verl RL format; `extra_info.index` / `extra_info.id` name the example) |
 | valid.parquet | {manifest['n_valid']} validation problems |
 | reward_fn.py | the library's reward (`unlearnability/reward.py`, verbatim) + `compute_score` for verl |
-| overrides/*.txt | Hydra overrides, one a line: baseline, clip-higher (eps_high {CLIP_HIGHER_EPS}), no-kl |
+| overrides/*.txt | Hydra overrides, one a line: baseline, clip-higher (eps_high {CLIP_HIGHER_EPS}), no-kl; `${{HERE}}` stands for this folder's absolute path |
 | run_*.sh | the training command for each variant |
 
 ## Entry point: which trainer honours dynamic sampling

@@ -34,7 +34,7 @@ def similar_problems(problem: Problem, k: int = 5, seed: int = 0, const_max: int
             else:
                 const = None
             nodes.append(Node(names[n.name], n.skill, tuple(names[a] for a in n.args), const))
-        h = Graph(nodes, names[g.query], g.p)
+        h = Graph(nodes, names[g.query], g.p, g.digits)
         prob = problem_from_graph(h, f"{problem.id}-sim{len(out)}",
                                   {"source": problem.id, "kind": "similar"})
         if prob.question not in seen:
@@ -56,7 +56,7 @@ def subproblems(problem: Problem) -> list[Problem]:
             if v not in keep:
                 keep.add(v)
                 stack.extend(by[v].args)
-        sub = Graph([n for n in g.nodes if n.name in keep], node.name, g.p)
+        sub = Graph([n for n in g.nodes if n.name in keep], node.name, g.p, g.digits)
         out.append(problem_from_graph(sub, f"{problem.id}-sub{len(out)}",
                                       {"source": problem.id, "kind": "subproblem"}))
     return out

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .generator import Graph, substituted
+from .generator import Graph, num_tokens, substituted
 
-ANSWER_RE = re.compile(r"answer\s+(\S+)\s*$")
+ANSWER_RE = re.compile(r"answer((?:\s+\d+)+)\s*$")
 
 
 @dataclass
@@ -33,9 +33,9 @@ class StepReport:
 
 
 def extract_answer(response: str) -> str | None:
-    """The token after the last 'answer', or None."""
+    """The number after the final 'answer' (its digit tokens joined, leading zeros dropped), or None."""
     m = ANSWER_RE.search(response.strip())
-    return m.group(1) if m else None
+    return str(int("".join(m.group(1).split()))) if m else None
 
 
 def exact_reward(response: str, gold: str) -> float:
@@ -68,11 +68,12 @@ def check_steps(graph: Graph, response: str) -> StepReport:
         if name in computed:
             failed.append((line, "computed twice"))
             continue
-        want = [name, "="] + node.definition() + ["="] + substituted(node, values) + ["=", str(values[name])]
+        d = graph.digits
+        want = [name, "="] + node.definition(d) + ["="] + substituted(node, values, d) + ["="] + num_tokens(values[name], d)
         missing = [a for a in node.args if a not in computed]
         computed.add(name)  # attempted: later lines may use it, right or wrong
         if toks != want:
-            failed.append((name, _why(toks, want, len(node.definition()))))
+            failed.append((name, _why(toks, want)))
         elif missing:
             failed.append((name, f"uses {', '.join(missing)} before computing it"))
         else:
@@ -87,14 +88,12 @@ def check_steps(graph: Graph, response: str) -> StepReport:
     return StepReport(score, exact, correct, answer, ok, failed)
 
 
-def _why(toks: list[str], want: list[str], k: int) -> str:
-    """Which part of `name = def = subst = result` is wrong."""
-    if len(toks) != len(want):
+def _why(toks: list[str], want: list[str]) -> str:
+    """Which part of `name = definition = values = result` is wrong."""
+    got, exp = " ".join(toks).split(" = "), " ".join(want).split(" = ")
+    if len(got) != len(exp):
         return "malformed line"
-    d = slice(2, 2 + k)
-    s = slice(3 + k, 3 + 2 * k)
-    if toks[d] != want[d]:
-        return "wrong definition"
-    if toks[s] != want[s]:
-        return "wrong operand value"
-    return "wrong arithmetic"
+    for part, reason in zip(range(1, 4), ("wrong definition", "wrong operand value", "wrong arithmetic")):
+        if got[part] != exp[part]:
+            return reason
+    return "malformed line"

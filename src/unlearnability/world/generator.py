@@ -40,16 +40,26 @@ class Node:
     args: tuple[str, ...] = ()  # operand names
     const: int | None = None  # constant operand (add_c / sub_c / mul_c) or leaf value
 
-    def definition(self) -> list[str]:
-        """Right-hand side tokens in terms of names: ['3', '*', 'a'] or ['a', '+', 'c'] or ['7']."""
+    def definition(self, digits: int = 0) -> list[str]:
+        """Right-hand side tokens in terms of names: ['3', '*', 'a'] or ['a', '+', 'c'] or ['7']
+        (with digits = 2: ['0', '3', '*', 'a'])."""
         if self.skill is None:
-            return [str(self.const)]
+            return num_tokens(self.const, digits)
         sym, arity, uses_const = SKILLS[self.skill]
         if self.skill == "mul_c":
-            return [str(self.const), sym, self.args[0]]
+            return num_tokens(self.const, digits) + [sym, self.args[0]]
         if uses_const:
-            return [self.args[0], sym, str(self.const)]
+            return [self.args[0], sym] + num_tokens(self.const, digits)
         return [self.args[0], sym, self.args[1]]
+
+
+def num_tokens(v: int, digits: int = 0) -> list[str]:
+    """A number as tokens: one token (digits = 0) or `digits` decimal digits, zero-padded."""
+    return [str(v)] if digits == 0 else list(str(v).zfill(digits))
+
+
+def num_text(v: int, digits: int = 0) -> str:
+    return " ".join(num_tokens(v, digits))
 
 
 @dataclass
@@ -57,6 +67,7 @@ class Graph:
     nodes: list[Node]  # statement order (a valid dependency order)
     query: str
     p: int
+    digits: int = 0  # tokens per number: 0 = one token, else zero-padded decimal digits
     values: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,13 +104,13 @@ class Graph:
         return d(self.query)
 
     def question(self) -> str:
-        parts = [f"{n.name} = {' '.join(n.definition())} ." for n in self.nodes]
+        parts = [f"{n.name} = {' '.join(n.definition(self.digits))} ." for n in self.nodes]
         return " ".join(parts + [f"what is {self.query} ?"])
 
     def solution(self) -> str:
         """The worked solution (the response the model should produce, without EOS)."""
-        lines = [step_text(n, self.values, self.p) for n in self.required()]
-        return " ".join(lines + [f"answer {self.values[self.query]}"])
+        lines = [step_text(n, self.values, self.digits) for n in self.required()]
+        return " ".join(lines + [f"answer {num_text(self.values[self.query], self.digits)}"])
 
 
 def apply_op(skill: str, x: int, y: int | None, c: int | None, p: int) -> int:
@@ -133,14 +144,17 @@ def evaluate(nodes: list[Node], p: int) -> dict[str, int]:
     return values
 
 
-def substituted(n: Node, values: dict[str, int]) -> list[str]:
+def substituted(n: Node, values: dict[str, int], digits: int = 0) -> list[str]:
     """Definition with operand names replaced by their values: ['3', '*', '7']."""
-    return [str(values[t]) if t in values and not t.isdigit() else t for t in n.definition()]
+    out: list[str] = []
+    for t in n.definition(digits):
+        out += num_tokens(values[t], digits) if t in values and not t.isdigit() else [t]
+    return out
 
 
-def step_text(n: Node, values: dict[str, int], p: int) -> str:
-    return (f"{n.name} = {' '.join(n.definition())} = {' '.join(substituted(n, values))}"
-            f" = {values[n.name]} .")
+def step_text(n: Node, values: dict[str, int], digits: int = 0) -> str:
+    return (f"{n.name} = {' '.join(n.definition(digits))} = {' '.join(substituted(n, values, digits))}"
+            f" = {num_text(values[n.name], digits)} .")
 
 
 def _pick_skill(rng: random.Random, weights: dict[str, float]) -> str:
@@ -220,7 +234,7 @@ def make_graph(rng: random.Random, cfg: WorldConfig, n_ops: int, n_distractors: 
         args = tuple(rng.choice(earlier) for _ in range(arity))
         const = rng.randint(2 if skill == "mul_c" else 1, cfg.const_max) if uses_const else None
         nodes.insert(pos, Node(next(fresh), skill, args, const))
-    return Graph(nodes, query, cfg.p)
+    return Graph(nodes, query, cfg.p, cfg.digits)
 
 
 def problem_from_graph(g: Graph, pid: str, extra: dict | None = None) -> Problem:
@@ -241,13 +255,13 @@ def problem_from_graph(g: Graph, pid: str, extra: dict | None = None) -> Problem
 
 
 def graph_to_dict(g: Graph) -> dict:
-    return {"query": g.query, "p": g.p,
+    return {"query": g.query, "p": g.p, "digits": g.digits,
             "nodes": [[n.name, n.skill, list(n.args), n.const] for n in g.nodes]}
 
 
 def graph_from_dict(d: dict) -> Graph:
     nodes = [Node(name, skill, tuple(args), const) for name, skill, args, const in d["nodes"]]
-    return Graph(nodes, d["query"], d["p"])
+    return Graph(nodes, d["query"], d["p"], d.get("digits", 0))
 
 
 def graph_of(problem: Problem) -> Graph:

@@ -18,12 +18,14 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 WORDS = ["=", "+", "-", "*", ".", "?", "what", "is", "answer"]
 
 
-def vocabulary(p: int) -> list[str]:
-    return [PAD, BOS, EOS, UNK] + WORDS + list(LETTERS) + [str(i) for i in range(max(p, 10))]
+def vocabulary(p: int, digits: int = 0) -> list[str]:
+    """Specials, words, names and numbers: 0..p-1 as one token each, or the ten digits."""
+    numbers = range(10) if digits else range(max(p, 10))
+    return [PAD, BOS, EOS, UNK] + WORDS + list(LETTERS) + [str(i) for i in numbers]
 
 
-def build_tokenizer(p: int) -> PreTrainedTokenizerFast:
-    vocab = {tok: i for i, tok in enumerate(vocabulary(p))}
+def build_tokenizer(p: int, digits: int = 0) -> PreTrainedTokenizerFast:
+    vocab = {tok: i for i, tok in enumerate(vocabulary(p, digits))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.post_processor = processors.TemplateProcessing(

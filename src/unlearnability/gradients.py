@@ -1,0 +1,140 @@
+"""Per-example gradients and their cosine similarity (paper §5.1, Figures 1c, 6, 17).
+
+For an example: sample `rollouts` responses from the policy (temperature 0.7), z-score their
+rewards within the example (drop the example if they all agree), keep up to `max_correct`
+correct rollouts at random. The per-rollout loss is -A * (mean over response tokens of
+log p); the ratio is 1 at the policy being analysed, so this is the GRPO gradient direction.
+The example's gradient is the mean over its kept rollouts, taken with respect to a fixed,
+randomly initialised LoRA adapter only (r = 16, alpha = 32, q_proj and v_proj, init seed 42).
+With peft's default init (B = 0) only the B matrices get non-zero gradients, as the paper's
+code notes.
+
+"Average gradient similarity" of an example (Figure 1c) = mean cosine with every other
+analysed example; Figure 6 = mean cosine of intra- and inter-group pairs.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import GradientConfig
+from .grpo import Group, pad_groups, token_logprobs
+from .problems import Problem
+from .sampling import SamplingParams, TorchSampler
+from .tasks import Task
+
+
+def lora_policy(model_dir: str | Path, g: GradientConfig):
+    """The policy at `model_dir` wrapped in a fresh LoRA adapter (peft); only LoRA params train."""
+    from peft import LoraConfig, get_peft_model
+
+    from .model import load_model
+
+    model = load_model(model_dir)
+    torch.manual_seed(g.lora_seed)
+    conf = LoraConfig(r=g.lora_r, lora_alpha=g.lora_alpha, target_modules=list(g.lora_targets),
+                      lora_dropout=0.0, bias="none")
+    peft_model = get_peft_model(model, conf)
+    peft_model.eval()  # no dropout; gradients still flow
+    return peft_model
+
+
+def lora_params(model) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def example_gradient(model, prompt_ids: list[int], responses: list[list[int]], rewards: list[float],
+                     g: GradientConfig, pad_id: int, rng: random.Random) -> torch.Tensor | None:
+    """Flattened LoRA gradient (D,) of one example, or None when its rewards have no variance."""
+    r = torch.tensor(rewards)
+    if r.std(unbiased=False) == 0:
+        return None
+    adv = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)  # (n,)
+    correct = [i for i, x in enumerate(rewards) if x > 0]
+    keep = rng.sample(correct, min(g.max_correct, len(correct)))
+    batch = pad_groups([Group("x", prompt_ids, [responses[i] for i in keep], [rewards[i] for i in keep])], pad_id)
+    params = lora_params(model)
+    model.zero_grad(set_to_none=True)
+    logp = token_logprobs(model, batch, 1.0, "none")  # (K, L-1)
+    mask = batch["response_mask"]
+    seq_mean = (logp * mask).sum(-1) / mask.sum(-1)  # (K,) mean log p over response tokens
+    loss = (-adv[keep] * seq_mean).mean()  # mean over kept rollouts of -A * mean_t log p
+    loss.backward()
+    return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel())
+                      for _, p in params]).detach()
+
+
+def example_gradients(model_dir: str | Path, task: Task, problems: list[Problem], g: GradientConfig,
+                      batch_prompts: int = 16, max_new_tokens: int = 128) -> tuple[list[str], torch.Tensor, pd.DataFrame]:
+    """Gradients of `problems` at the policy in `model_dir`.
+
+    returns (ids kept, gradients (N_kept, D), per-example stats: prompt_id, rollouts, correct, kept)
+    """
+    model = lora_policy(model_dir, g)
+    sampler = TorchSampler(model, task.tokenizer, batch_size=512)
+    rng = random.Random(g.seed)
+    ids, grads, stats = [], [], []
+    for s in tqdm(range(0, len(problems), batch_prompts), desc="gradients", unit="batch", mininterval=2):
+        chunk = problems[s: s + batch_prompts]
+        prompts = [task.prompt_ids(p) for p in chunk]
+        comps = sampler.generate(prompts, SamplingParams(n=g.rollouts, temperature=g.temperature, top_p=g.top_p,
+                                                         max_new_tokens=max_new_tokens, seed=g.seed + s))
+        for j, p in enumerate(chunk):
+            cs = comps[j * g.rollouts: (j + 1) * g.rollouts]
+            rewards = [task.reward(p, c.text) for c in cs]
+            vec = example_gradient(model, prompts[j], [c.token_ids for c in cs], rewards, g,
+                                   task.tokenizer.pad_token_id, rng)
+            n_correct = int(sum(x > 0 for x in rewards))
+            stats.append({"prompt_id": p.id, "rollouts": len(cs), "correct": n_correct,
+                          "kept": vec is not None})
+            if vec is not None:
+                ids.append(p.id)
+                grads.append(vec)
+    G = torch.stack(grads) if grads else torch.zeros(0, 0)
+    return ids, G, pd.DataFrame(stats)
+
+
+def cosine_matrix(G: torch.Tensor) -> np.ndarray:
+    """G (N, D) -> pairwise cosine similarity (N, N)."""
+    U = G / G.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return (U @ U.T).numpy()
+
+
+def average_similarity(C: np.ndarray) -> np.ndarray:
+    """Mean cosine of each example with every *other* example: (N,)."""
+    n = C.shape[0]
+    return (C.sum(1) - np.diag(C)) / max(1, n - 1)
+
+
+def group_pair_means(C: np.ndarray, groups: list[str]) -> pd.DataFrame:
+    """Mean cosine over pairs (i != j) for every pair of groups: long table group_a, group_b, mean, pairs."""
+    g = np.array(groups)
+    rows = []
+    for a in dict.fromkeys(groups):
+        for b in dict.fromkeys(groups):
+            block = C[np.ix_(g == a, g == b)]
+            if a == b:
+                n = block.shape[0]
+                vals = block[~np.eye(n, dtype=bool)]
+            else:
+                vals = block.ravel()
+            rows.append({"group_a": a, "group_b": b, "mean_cosine": float(vals.mean()) if vals.size else float("nan"),
+                         "pairs": int(vals.size)})
+    return pd.DataFrame(rows)
+
+
+def sample_per_group(groups: pd.Series, per_group: int, seed: int,
+                     keep: tuple[str, ...] = ("easy", "learnable", "unlearnable")) -> pd.Series:
+    """Up to `per_group` prompt ids of each group in `keep`, drawn with a fixed seed."""
+    out = []
+    for name in keep:
+        ids = sorted(groups[groups == name].index)
+        random.Random(f"{seed}-{name}").shuffle(ids)
+        out += [(i, name) for i in ids[:per_group]]
+    return pd.Series(dict(out), name="group")
