@@ -114,6 +114,11 @@ def test_same_seed_same_history_and_resume_after_kill(smoke_store, tmp_path):
     resumed = train_grpo(cfg, tmp_path / "c", base, task)
     pd.testing.assert_frame_equal(ha, history.read_history(resumed))
     pd.testing.assert_frame_equal(history.read_validation(full), history.read_validation(resumed))
+    # "kill" before the first checkpoint: a fresh start that leaves no stale rows
+    early = train_grpo(cfg, tmp_path / "e", base, task, stop_after=1)
+    assert not (early / "state.pt").exists()
+    pd.testing.assert_frame_equal(ha, history.read_history(train_grpo(cfg, tmp_path / "e", base, task)))
+    pd.testing.assert_frame_equal(history.read_validation(full), history.read_validation(early))
     # a different seed gives a different history
     cfg2, _, _ = smoke_run(tmp_path, checkpoint_every=2, seed=2)
     other = history.read_history(train_grpo(cfg2, tmp_path / "d", base, task))

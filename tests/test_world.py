@@ -124,3 +124,25 @@ def test_tokenizer_roundtrip(tmp_path):
     tok2 = load_tokenizer(tmp_path)
     assert tok2(text)["input_ids"] == ids
     assert tok2.decode(ids, skip_special_tokens=True) == text
+
+
+def test_digit_numbers_world():
+    cfg = small_world(p=100, digits=2)
+    tr, _ = train_valid_split(cfg)
+    tok = build_tokenizer(100, 2)
+    assert len(tok) < 60  # ten digits, not a hundred numbers
+    for p in tr:
+        g = graph_of(p)
+        rep = check_steps(g, p.meta["solution"])
+        assert rep.exact, (p.question, rep)
+        assert all(len(t) == 1 for t in p.meta["solution"].split() if t.isdigit())  # numbers are digit tokens
+        assert tok.unk_token_id not in tok(p.question + " " + p.meta["solution"])["input_ids"]
+        assert exact_reward(p.meta["solution"], p.answer) == 1.0
+    p = next(x for x in tr if x.meta["tier"] >= 2)
+    g = graph_of(p)
+    first = g.required()[0]
+    line = p.meta["solution"].split(" . ")[0]
+    head, _, result = line.rpartition(" = ")
+    wrong = f"{(g.values[first.name] + 1) % 100:02d}"
+    rep = check_steps(g, p.meta["solution"].replace(line, f"{head} = {wrong[0]} {wrong[1]}", 1))
+    assert (first.name, "wrong arithmetic") in rep.failed

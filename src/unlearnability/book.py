@@ -36,6 +36,8 @@ from typing import Any
 
 import yaml
 
+from .config import parse_value
+
 PROFILES = ("default", "smoke")  # always known; presets/*.yaml add more
 KERNEL_NAME = "unlearnability"  # kernelspec installed into the venv when "python3" is not this python
 HIDE_TAGS = {"remove-cell", "remove-input", "hide-input", "hide-cell", "show-input"}
@@ -121,20 +123,6 @@ def get_chapter(name: str, root: str | Path | None = None) -> Chapter:
 
 
 # ---------------------------------------------------------------- parameters
-
-
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
-
-
-def parse_value(raw: str) -> Any:
-    """A command-line value as YAML ("3" -> 3, "[1, 2]" -> [1, 2], "true" -> True, "x" -> "x").
-
-    Unlike plain YAML 1.1, "1e-4" is read as a float.
-    """
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    if isinstance(value, str) and _FLOAT.match(value.strip()):
-        return float(value)
-    return value
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

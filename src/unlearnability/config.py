@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -192,6 +193,20 @@ def _merge(obj: Any, updates: dict[str, Any], where: str) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value as YAML ("3" -> 3, "[1, 2]" -> [1, 2], "true" -> True, "x" -> "x").
+
+    Unlike plain YAML 1.1, "1e-4" is read as a float.
+    """
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)
+    return value
+
+
 def parse_set(items: list[str] | None) -> dict[str, Any]:
     """['grpo.lr=1e-4', 'world.p=97'] -> {'grpo': {'lr': 1e-4}, 'world': {'p': 97}} (values parsed as YAML)."""
     out: dict[str, Any] = {}
@@ -199,7 +214,7 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. grpo.lr=1e-4")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        value = parse_value(raw)
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

@@ -77,7 +77,7 @@ def example_gradients(model_dir: str | Path, task: Task, problems: list[Problem]
     returns (ids kept, gradients (N_kept, D), per-example stats: prompt_id, rollouts, correct, kept)
     """
     model = lora_policy(model_dir, g)
-    sampler = TorchSampler(model, task.tokenizer, batch_size=512)
+    sampler = TorchSampler(model, task.tokenizer)
     rng = random.Random(g.seed)
     ids, grads, stats = [], [], []
     for s in tqdm(range(0, len(problems), batch_prompts), desc="gradients", unit="batch", mininterval=2):

@@ -270,10 +270,13 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
     if state_path.exists():
         opt.load_state_dict(state["opt"])
     for name in (history.HISTORY_FILE, history.VALIDATION_FILE, "train_log.csv"):
-        history.truncate_after(run_dir / name, step)
+        if step == 0:  # a fresh start (or a kill before the first checkpoint): no stale rows
+            (run_dir / name).unlink(missing_ok=True)
+        else:  # drop rows written after the checkpoint we resume from
+            history.truncate_after(run_dir / name, step)
     tok = task.tokenizer
     amp = cfg.model.autocast
-    sampler = TorchSampler(model, tok, batch_size=512)
+    sampler = TorchSampler(model, tok)
     stream = PromptStream([p.id for p in task.train], g.seed, *stream_state)
     if step == 0 and g.valid_every:
         history.append_rows(run_dir / history.VALIDATION_FILE, validate(sampler, task, cfg, 0),

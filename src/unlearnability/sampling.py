@@ -84,7 +84,7 @@ class TorchSampler:
     """
 
     def __init__(self, model, tokenizer=None, eos_id: int | None = None, pad_id: int | None = None,
-                 batch_size: int = 512, autocast: str = "none"):
+                 batch_size: int = 256, autocast: str = "none"):
         self.model = model
         self.tok = tokenizer
         self.eos_id = eos_id if eos_id is not None else tokenizer.eos_token_id
@@ -121,33 +121,38 @@ class TorchSampler:
             mask[i, L - len(p):] = 1
         ids, mask = ids.to(device), mask.to(device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-        toks, logps = [], []
-        stops = torch.tensor(sorted(self.stop_ids), device=device)
-        finished = torch.zeros(B, dtype=torch.bool, device=device)
+        stops = torch.tensor(sorted(self.stop_ids))
+        out_tok: list[list[int]] = [[] for _ in range(B)]
+        out_lp: list[list[float]] = [[] for _ in range(B)]
+        finished = [False] * B
+        alive = torch.arange(B)  # original row of each row still in the batch
         with autocast(self.autocast):
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                              logits_to_keep=1)
-            cur = pos[:, -1]
+            cache, cur = out.cache, pos[:, -1]
             for _ in range(params.max_new_tokens):
                 tok, lp = sample_next(out.logits[:, -1].cpu(), params.temperature, params.top_p, gen)
-                tok, lp = tok.to(device), lp.to(device)
-                tok = torch.where(finished, torch.full_like(tok, self.pad_id), tok)
-                toks.append(tok)
-                logps.append(lp)
-                finished |= torch.isin(tok, stops)
-                if bool(finished.all()):
+                done = torch.isin(tok, stops)
+                for r, t, l, d in zip(alive.tolist(), tok.tolist(), lp.tolist(), done.tolist()):
+                    out_tok[r].append(t)
+                    out_lp[r].append(l)
+                    finished[r] = d
+                if bool(done.all()):
                     break
+                if bool(done.any()):  # drop finished rows: the batch shrinks as sequences end
+                    keep = (~done).nonzero()[:, 0]
+                    alive, tok = alive[keep], tok[keep]
+                    keep_d = keep.to(device)
+                    cache.batch_select_indices(keep_d)
+                    mask, cur = mask[keep_d], cur[keep_d]
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 cur = cur + 1
-                out = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=cur[:, None],
-                                 cache=out.cache, use_cache=True)
-        T = torch.stack(toks, 1).cpu()  # (B, steps)
-        P = torch.stack(logps, 1).float().cpu()
+                out = self.model(input_ids=tok.to(device)[:, None], attention_mask=mask,
+                                 position_ids=cur[:, None], cache=cache, use_cache=True)
+                cache = out.cache
         result = []
         for i in range(B):
-            row = T[i].tolist()
-            n = next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))
-            c = Completion(index[i], row[:n], P[i, :n].tolist(), finished=n > 0 and row[n - 1] in self.stop_ids)
+            c = Completion(index[i], out_tok[i], out_lp[i], finished=finished[i])
             if self.tok is not None:
                 c.text = self.tok.decode(c.token_ids, skip_special_tokens=True)
             result.append(c)

@@ -1,0 +1,49 @@
+import pandas as pd
+
+from unlearnability.groups import (chance_threshold, classify, combine_seeds, switches, table1,
+                                   training_positives)
+
+
+def hist(rows):
+    return pd.DataFrame(rows, columns=["step", "prompt_id", "mean_reward", "std_reward", "n", "processed", "clip_frac"])
+
+
+def test_classify_by_hand():
+    ids = ["easy", "learn", "unlearn", "none", "amb", "mixed"]
+    initial = pd.Series([0.5, 0.05, 0.0, 0.0, 0.0, 0.0], index=ids)
+    finals = {1: pd.Series([0.9, 0.5, 0.05, 0.0, 0.5, 0.0], index=ids),
+              2: pd.Series([0.9, 0.3, 0.1, 0.0, 0.0, 0.0], index=ids)}
+    h1 = hist([(1, "learn", 0.25, 0.4, 8, 1, 0.0), (1, "unlearn", 0.125, 0.3, 8, 1, 0.0), (1, "none", 0, 0, 8, 0, None),
+               (1, "amb", 0.125, 0.3, 8, 1, 0.0), (1, "mixed", 0.125, 0.3, 8, 1, 0.0), (2, "unlearn", 0, 0, 8, 0, None)])
+    h2 = hist([(1, "learn", 0.5, 0.5, 8, 1, 0.0), (2, "unlearn", 0.25, 0.4, 8, 1, 0.0), (1, "none", 0, 0, 8, 0, None),
+               (1, "amb", 0.125, 0.3, 8, 1, 0.0), (1, "mixed", 0.0, 0.0, 8, 0, None)])
+    out = classify(initial, finals, {1: h1, 2: h2}, tau=0.1)
+    assert out["group"].to_dict() == {"easy": "easy", "learn": "learnable", "unlearn": "unlearnable",
+                                      "none": "no_reward", "amb": "ambiguous", "mixed": "no_reward"}
+    assert out.loc["amb", "seed_1"] == "learnable" and out.loc["amb", "seed_2"] == "unlearnable"
+    t = table1(out["group"])
+    assert t["count"].sum() == 6 and t.loc["no_reward", "count"] == 2 and t.loc["no_reward", "percent"] == 33.3
+    sw = switches(out)
+    assert sw["problems"] == 5 and sw["any_switch"] == 2 / 5  # amb and mixed switch; easy left out
+
+
+def test_training_positives_and_chance_correction():
+    h = hist([(1, "a", 0.125, 0.33, 8, 1, 0.0), (2, "a", 0.0, 0.0, 8, 0, None), (1, "b", 0.5, 0.5, 8, 1, 0.0)])
+    tp = training_positives(h)
+    assert tp.loc["a"].tolist() == [16, 1, 2, 0.125] and tp.loc["b", "positives"] == 4
+    # Binomial(16, 0.01): P(X <= 1) = 0.9891 < 0.99 <= P(X <= 2), so up to 2 positives are chance;
+    # Binomial(8, 0.01): P(X <= 1) = 0.9973, so b's 4 positives are not
+    assert chance_threshold(16, 100) == 2 and chance_threshold(8, 100) == 1
+    assert chance_threshold(1000, 2) > 500
+    initial = pd.Series([0.0, 0.0], index=["a", "b"])
+    final = {1: pd.Series([0.0, 0.0], index=["a", "b"])}
+    paper = classify(initial, final, {1: h}, tau=0.1)
+    corrected = classify(initial, final, {1: h}, tau=0.1, p=100)
+    assert paper["group"].tolist() == ["unlearnable", "unlearnable"]
+    assert corrected["group"].tolist() == ["no_reward", "unlearnable"]
+
+
+def test_combine_seeds_rules():
+    labels = pd.DataFrame({"seed_1": ["easy", "learnable", "unlearnable", "no_reward", "learnable"],
+                           "seed_2": ["easy", "learnable", "no_reward", "no_reward", "no_reward"]})
+    assert combine_seeds(labels).tolist() == ["easy", "learnable", "no_reward", "no_reward", "ambiguous"]
