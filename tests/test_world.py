@@ -146,3 +146,14 @@ def test_digit_numbers_world():
     wrong = f"{(g.values[first.name] + 1) % 100:02d}"
     rep = check_steps(g, p.meta["solution"].replace(line, f"{head} = {wrong[0]} {wrong[1]}", 1))
     assert (first.name, "wrong arithmetic") in rep.failed
+
+
+def test_commutative_steps_may_swap_operands():
+    from unlearnability.world.generator import Graph, Node
+
+    g = Graph([Node("s", None, (), 36), Node("x", None, (), 77), Node("m", "add", ("s", "x")),
+               Node("k", "sub", ("x", "s")), Node("q", "add", ("m", "k"))], "q", 100, 2)
+    ok = "m = s + x = 7 7 + 3 6 = 1 3 . k = x - s = 7 7 - 3 6 = 4 1 . q = k + m = 1 3 + 4 1 = 5 4 . answer 5 4"
+    assert check_steps(g, ok).exact
+    bad = "m = s + x = 3 6 + 7 7 = 1 3 . k = x - s = 3 6 - 7 7 = 4 1 . q = m + k = 1 3 + 4 1 = 5 4 . answer 5 4"
+    assert ("k", "wrong operand value") in check_steps(g, bad).failed  # subtraction is not commutative

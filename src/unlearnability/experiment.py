@@ -22,6 +22,10 @@ from .pretrain import ensure_base_model
 from .sampling import TorchSampler
 from .tasks import load_task
 
+# Bump when the scoring of cached samples changes (reward or step checker), so stale
+# evaluations are not reused: 2 = commutative operands may be swapped in a step.
+SCORING_VERSION = 2
+
 
 def set_threads() -> None:
     """Use every core for intra-op parallelism (torch picks fewer in some containers)."""
@@ -77,7 +81,7 @@ def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True) -> 
 def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool) -> Path:
     if split not in ("train", "valid"):
         raise ValueError(f"split={split!r}: use 'train' or 'valid'")
-    name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}"
+    name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}-v{SCORING_VERSION}"
     out = folder / f"{name}.csv"
     if out.exists():
         return out
@@ -191,7 +195,8 @@ def gradient_similarity(study: Study, group_of: pd.Series, step: int = 0, seed: 
         grp = [chosen[i] for i in ids]
         ex = pd.DataFrame({"prompt_id": ids, "group": grp,
                            "avg_similarity": average_similarity(C) if C is not None else []})
-        pairs = group_pair_means(C, grp) if C is not None else pd.DataFrame()
+        pairs = group_pair_means(C, grp) if C is not None else pd.DataFrame(
+            columns=["group_a", "group_b", "mean_cosine", "pairs"])
         stats["group"] = stats.prompt_id.map(chosen)
         folder.mkdir(parents=True, exist_ok=True)
         for df, f in zip((ex, pairs, stats), files):

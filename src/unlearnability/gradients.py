@@ -97,7 +97,7 @@ def example_gradients(model_dir: str | Path, task: Task, problems: list[Problem]
                 ids.append(p.id)
                 grads.append(vec)
     G = torch.stack(grads) if grads else torch.zeros(0, 0)
-    return ids, G, pd.DataFrame(stats)
+    return ids, G, pd.DataFrame(stats, columns=["prompt_id", "rollouts", "correct", "kept"])
 
 
 def cosine_matrix(G: torch.Tensor) -> np.ndarray:

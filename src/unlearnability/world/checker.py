@@ -5,7 +5,8 @@ dependencies. Each needed op node must appear once as
 
     name = definition = substituted values = result
 
-with the problem's definition, the *true* operand values and the true result mod p.
+with the problem's definition, the *true* operand values and the true result mod p
+(x + y and x * y may be written in either operand order).
 
     score (0-5) = floor(5 * correct needed steps / needed steps), minus 1 if any line is
                   invalid (garbled, wrong, or a statement that was not asked for), floor 0
@@ -17,7 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .generator import Graph, num_tokens, substituted
+from .generator import Graph, Node, num_tokens, substituted
+
+COMMUTATIVE = {"add", "mul"}
 
 ANSWER_RE = re.compile(r"answer((?:\s+\d+)+)\s*$")
 
@@ -68,12 +71,11 @@ def check_steps(graph: Graph, response: str) -> StepReport:
         if name in computed:
             failed.append((line, "computed twice"))
             continue
-        d = graph.digits
-        want = [name, "="] + node.definition(d) + ["="] + substituted(node, values, d) + ["="] + num_tokens(values[name], d)
+        want = _valid_lines(node, values, graph.digits)
         missing = [a for a in node.args if a not in computed]
         computed.add(name)  # attempted: later lines may use it, right or wrong
-        if toks != want:
-            failed.append((name, _why(toks, want)))
+        if toks not in want:
+            failed.append((name, _why(toks, want[0])))
         elif missing:
             failed.append((name, f"uses {', '.join(missing)} before computing it"))
         else:
@@ -86,6 +88,17 @@ def check_steps(graph: Graph, response: str) -> StepReport:
     correct = answer == str(values[graph.query])
     exact = correct and len(ok) == len(needed) and not failed
     return StepReport(score, exact, correct, answer, ok, failed)
+
+
+def _valid_lines(node: Node, values: dict[str, int], digits: int) -> list[list[str]]:
+    """The token lists a correct step may be: `name = definition = values = result`, where
+    x + y and x * y may be written in either order (each part on its own)."""
+    result = num_tokens(values[node.name], digits)
+    nodes = [node]
+    if node.skill in COMMUTATIVE:
+        nodes.append(Node(node.name, node.skill, node.args[::-1], node.const))
+    return [[node.name, "="] + a.definition(digits) + ["="] + substituted(b, values, digits) + ["="] + result
+            for a in nodes for b in nodes]
 
 
 def _why(toks: list[str], want: list[str]) -> str:
