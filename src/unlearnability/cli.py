@@ -53,7 +53,7 @@ def cmd_grpo(args) -> int:
 def cmd_evaluate(args) -> int:
     from .experiment import evaluate_checkpoint
 
-    path = evaluate_checkpoint(args.run, args.checkpoint, k=args.k, split=args.split)
+    path = evaluate_checkpoint(args.run, args.checkpoint, k=args.k, split=args.split, sampler=args.sampler)
     print(path)
     return 0
 
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=int, required=True, help="step of the checkpoint (0 = the base model)")
     p.add_argument("--k", type=int, default=None, help="samples per problem (default: the preset's eval.k)")
     p.add_argument("--split", choices=["train", "valid"], default="train", help="which problems (default: train)")
+    p.add_argument("--sampler", choices=["torch", "vllm"], default="torch",
+                   help="torch (CPU, or CUDA when present) or vllm (GPU, needs the [gpu] extra)")
     p.set_defaults(func=cmd_evaluate)
 
     for module, fn in (("book", "add_book_commands"), ("cli_verl", "add_verl_commands")):

@@ -50,7 +50,7 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 
 def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, split: str = "train",
-                        keep_text: bool = True) -> Path:
+                        keep_text: bool = True, sampler: str = "torch") -> Path:
     """pass@k of the run's checkpoint at `step` (0 = the base model) on the train or valid split.
 
     Writes `<name>.csv` (per problem: prompt_id, n, correct, pass@1, [exact_rate, mean_score])
@@ -62,33 +62,48 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     if k is not None:
         cfg.eval.k = k
     if step == 0:
-        return evaluate_base(cfg, split, keep_text)
+        return evaluate_base(cfg, split, keep_text, sampler)
     src = checkpoint_dir(run_dir, step)
     if not src.exists():
         have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
         raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
-    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text)
+    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler)
 
 
-def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True) -> Path:
+def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True, sampler: str = "torch") -> Path:
     """pass@k of the config's base model (cached with the base model, shared by every seed)."""
     base = ensure_base_model(cfg)
     folder = Path(base) / "evals" if isinstance(base, Path) else \
         runs.home() / "hub-evals" / cfg.section_hash("model", "data") / "evals"
-    return _evaluate(cfg, base, folder, split, keep_text)
+    return _evaluate(cfg, base, folder, split, keep_text, sampler)
 
 
-def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool) -> Path:
+def make_sampler(kind: str, model_dir: str | Path, tokenizer):
+    """"torch" (CPU, or one GPU when there is one) or "vllm" (GPU; the [gpu] extra)."""
+    if kind == "vllm":
+        from .backends.vllm_sampler import VLLMSampler
+
+        return VLLMSampler(str(model_dir))
+    if kind != "torch":
+        raise ValueError(f"sampler={kind!r}: use 'torch' or 'vllm'")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return TorchSampler(load_model(model_dir).to(dev), tokenizer)
+
+
+def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool,
+              sampler: str = "torch") -> Path:
     if split not in ("train", "valid"):
         raise ValueError(f"split={split!r}: use 'train' or 'valid'")
     name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}-v{SCORING_VERSION}"
+    if sampler != "torch":
+        name += f"-{sampler}"
     out = folder / f"{name}.csv"
     if out.exists():
         return out
     set_threads()
     task = load_task(cfg, ensure_base_model(cfg))
     problems = task.train if split == "train" else task.valid
-    samples, table = evaluate_policy(TorchSampler(load_model(src), task.tokenizer), task, problems,
+    samples, table = evaluate_policy(make_sampler(sampler, src, task.tokenizer), task, problems,
                                      cfg.eval, keep_text)
     folder.mkdir(parents=True, exist_ok=True)
     samples.to_csv(folder / f"{name}-samples.csv.gz", index=False)

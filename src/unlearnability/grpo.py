@@ -122,11 +122,14 @@ def pad_groups(groups: list[Group], pad_id: int) -> dict[str, torch.Tensor]:
 
 def token_logprobs(model, batch: dict[str, torch.Tensor], temperature: float, amp: str,
                    with_entropy: bool = False):
-    """Log-prob of each next token under softmax(logits / T): (B, L-1) [, entropy (B, L-1)]."""
+    """Log-prob of each next token under softmax(logits / T): (B, L-1) [, entropy (B, L-1)],
+    on the model's device."""
+    dev = next(model.parameters()).device
+    ids = batch["input_ids"].to(dev)
     with autocast(amp):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(dev)).logits
     logits = logits[:, :-1].float() / temperature
-    logp = torch.gather(F.log_softmax(logits, -1), -1, batch["input_ids"][:, 1:, None])[..., 0]
+    logp = torch.gather(F.log_softmax(logits, -1), -1, ids[:, 1:, None])[..., 0]
     return (logp, entropy_from_logits(logits)) if with_entropy else logp
 
 
@@ -179,8 +182,9 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
                seed: int) -> tuple[dict, dict[str, float]]:
     """One GRPO step on `groups`: returns (metrics, clip fraction per prompt id)."""
     n = g.rollouts_per_prompt
+    dev = next(model.parameters()).device
     rewards = torch.tensor([gr.rewards for gr in groups])  # (G, n)
-    adv = group_advantages(rewards, g.adv_eps).reshape(-1, 1)  # (G*n, 1)
+    adv = group_advantages(rewards, g.adv_eps).reshape(-1, 1).to(dev)  # (G*n, 1)
     full = pad_groups(groups, pad_id)
     with torch.no_grad():
         old = token_logprobs(model, full, g.temperature, amp)
@@ -197,13 +201,13 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
             rows = torch.tensor([gi * n + j for gi in gidx for j in range(n)])
             mb = pad_groups([groups[i] for i in gidx], pad_id)
             T = mb["response_mask"].shape[1]
-            mask = mb["response_mask"]
+            mask = mb["response_mask"].to(dev)
             logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)
             pg, clipped = policy_loss(logp, old[rows, :T], adv[rows], g.eps_low, g.eps_high, g.clip_ratio_c)
             pg_loss = token_mean(pg, mask)
             entropy = token_mean(ent, mask)
             loss = pg_loss - g.entropy_coef * entropy
-            kl = torch.zeros(())
+            kl = torch.zeros((), device=dev)
             if ref is not None:
                 kl = token_mean(kl_penalty(logp, ref[rows, :T], g.kl_estimator), mask)
                 loss = loss + g.kl_coef * kl
@@ -211,7 +215,7 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
             opt.step()
-            clipped_tokens[rows] += (clipped.float() * mask).sum(-1).detach()
+            clipped_tokens[rows] += (clipped.float() * mask).sum(-1).detach().cpu()
             for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy), ("grad_norm", gn)):
                 sums[k] += float(v)
             updates += 1
@@ -262,8 +266,9 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
         step, stream_state = state["step"], state["stream"]
         carry = [Group(*c) for c in state["carry"]]
         model_src = checkpoint_dir(run_dir, step)
-    model = load_model(model_src)
-    ref_model = load_model(base) if g.kl_coef > 0 else None
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # one GPU when there is one
+    model = load_model(model_src).to(dev)
+    ref_model = load_model(base).to(dev) if g.kl_coef > 0 else None
     if ref_model is not None:
         ref_model.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.999))
