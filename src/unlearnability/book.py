@@ -395,21 +395,19 @@ def show_parameters(namespace: dict[str, Any], names: list[str] | None = None,
 
 
 def _run_chapter(args: argparse.Namespace) -> int:
-    try:
-        params = parse_overrides(args.param)
-        execute_chapter(args.name, args.profile, params, args.root, progress=not args.no_progress)
-        if not args.no_build:
-            build_site(args.root)
-    except (ChapterError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return _execute_then_build(args, lambda params: execute_chapter(
+        args.name, args.profile, params, args.root, progress=not args.no_progress))
 
 
 def _run_book(args: argparse.Namespace) -> int:
+    return _execute_then_build(args, lambda params: execute_all(
+        args.profile, params, args.root, progress=not args.no_progress))
+
+
+def _execute_then_build(args: argparse.Namespace, execute) -> int:
+    """Parse -p values, execute, rebuild the site unless --no-build; errors -> message, exit 1."""
     try:
-        params = parse_overrides(args.param)
-        execute_all(args.profile, params, args.root, progress=not args.no_progress)
+        execute(parse_overrides(args.param))
         if not args.no_build:
             build_site(args.root)
     except (ChapterError, ValueError, FileNotFoundError) as err:
