@@ -63,3 +63,13 @@ def test_sample_per_group_is_seeded():
     assert (a == "easy").sum() == 5 and (a == "learnable").sum() == 3 and "no_reward" not in set(a)
     assert a.index.tolist() == sample_per_group(groups, 5, seed=0).index.tolist()
     assert a.index.tolist() != sample_per_group(groups, 5, seed=1).index.tolist()
+
+
+def test_permutation_test():
+    from unlearnability.gradients import permutation_test
+
+    vals = np.array([0.0, 0.1, 0.0, 1.0, 1.1, 0.9, 1.0, 1.2])
+    gap, p = permutation_test(vals, np.array([1, 1, 1, 0, 0, 0, 0, 0]), n=2000)
+    assert gap == pytest.approx(0.1 / 3 - 1.04) and p < 0.05  # clearly lower: 1 of 56 labelings
+    gap, p = permutation_test(vals, np.array([0, 0, 0, 1, 1, 1, 0, 0]), n=2000)
+    assert p > 0.3

@@ -138,3 +138,18 @@ def sample_per_group(groups: pd.Series, per_group: int, seed: int,
         random.Random(f"{seed}-{name}").shuffle(ids)
         out += [(i, name) for i in ids[:per_group]]
     return pd.Series(dict(out), name="group")
+
+
+def permutation_test(values: np.ndarray, in_group: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """Is the group's mean lower than the others'? Returns (gap, p): gap = mean(group) -
+    mean(others), p = share of `n` random relabelings (same group size) with a gap <= it."""
+    values, in_group = np.asarray(values, float), np.asarray(in_group, bool)
+    gap = values[in_group].mean() - values[~in_group].mean()
+    rng = np.random.default_rng(seed)
+    k, hits = int(in_group.sum()), 0
+    for _ in range(n):
+        perm = rng.permutation(len(values))
+        g = np.zeros(len(values), bool)
+        g[perm[:k]] = True
+        hits += values[g].mean() - values[~g].mean() <= gap
+    return float(gap), (hits + 1) / (n + 1)
