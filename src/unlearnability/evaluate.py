@@ -23,6 +23,8 @@ def rollouts(sampler: Sampler, task: Task, problems: list[Problem], k: int, temp
              keep_text: bool = True, desc: str = "sampling") -> pd.DataFrame:
     """One row per sample: prompt_id, sample, reward, n_tokens, finished (+ response text;
     + score, exact for testbed problems)."""
+    from .world import check_steps, graph_of
+
     rows = []
     params_base = dict(n=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     for s in tqdm(range(0, len(problems), batch_prompts), desc=desc, unit="batch", mininterval=2):
@@ -34,8 +36,6 @@ def rollouts(sampler: Sampler, task: Task, problems: list[Problem], k: int, temp
             row = {"prompt_id": prob.id, "sample": len(rows) % k, "reward": task.reward(prob, c.text),
                    "n_tokens": len(c.token_ids), "finished": c.finished}
             if task.source == "testbed":
-                from .world import check_steps, graph_of
-
                 rep = check_steps(graph_of(prob), c.text)
                 row.update(score=rep.score, exact=rep.exact)
             if keep_text:

@@ -315,7 +315,7 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
         log = {"step": step, "prompts_drawn": drawn, "gen_rounds": rounds, "groups_trained": len(batch),
                "groups_dropped": len(dropped), "carried": len(carry),
                "mean_reward": sum(all_r) / max(1, len(all_r)), **metrics, "seconds": round(time.time() - t0, 2)}
-        _append_dict(run_dir / "train_log.csv", log)
+        history.append_dicts(run_dir / "train_log.csv", [log])
         if g.valid_every and step % g.valid_every == 0:
             history.append_rows(run_dir / history.VALIDATION_FILE, validate(sampler, task, cfg, step),
                                 history.VALIDATION_COLUMNS)
@@ -339,14 +339,3 @@ def save_checkpoint(run_dir: Path, step: int, model, tok, opt, stream_state, car
     torch.save({"step": step, "opt": opt.state_dict(), "stream": stream_state,
                 "carry": [dataclasses.astuple(c) for c in carry]}, tmp)
     tmp.replace(run_dir / "state.pt")
-
-
-def _append_dict(path: Path, row: dict) -> None:
-    import csv
-
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)

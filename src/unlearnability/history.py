@@ -63,18 +63,24 @@ def group_stats(rewards: list[float]) -> tuple[float, float]:
 
 def append_rows(path: str | Path, rows: list, columns: list[str]) -> None:
     """Append dataclass rows to a CSV, writing the header when the file is new."""
+    append_dicts(path, [asdict(r) for r in rows], columns)
+
+
+def append_dicts(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Append dict rows to a CSV (columns: the first row's keys unless given); header when new."""
+    if not rows:
+        return
     path = Path(path)
     new = not path.exists()
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
+        w = csv.DictWriter(f, fieldnames=columns or list(rows[0]))
         if new:
             w.writeheader()
-        for r in rows:
-            w.writerow(asdict(r))
+        w.writerows(rows)
 
 
 def truncate_after(path: str | Path, step: int) -> None:
-    """Drop rows with step > `step` (resume: the rows of an unfinished step are rewritten)."""
+    """Drop rows of a CSV with a `step` column above `step` (resume: later rows are rewritten)."""
     path = Path(path)
     if not path.exists():
         return

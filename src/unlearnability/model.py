@@ -11,7 +11,6 @@ the response tokens (the prompt's numbers are random by construction); cosine lr
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from .config import ModelConfig, PretrainConfig
+from .history import append_dicts, truncate_after
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -120,7 +120,7 @@ def train_on_text(
         opt.load_state_dict(state["opt"])
         step, tokens, elapsed, total_steps = state["step"], state["tokens"], state["elapsed"], state["total_steps"]
         skip = step
-        _truncate_log(log_path, step)
+        truncate_after(log_path, step)
     model.train()
     bar = tqdm(total=cfg.tokens, initial=tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2)
     t0 = time.time() - elapsed
@@ -142,11 +142,12 @@ def train_on_text(
         n_tok = int(b["attention_mask"].sum())
         tokens += n_tok
         step += 1
-        run_loss += float(loss)
+        run_loss += loss.item()
         run_n += 1
         bar.update(n_tok)
         if step % cfg.log_every == 0:
-            _append_log(log_path, [step, tokens, run_loss / run_n, lr, round(time.time() - t0, 1)])
+            append_dicts(log_path, [{"step": step, "tokens": tokens, "loss": run_loss / run_n, "lr": lr,
+                                     "seconds": round(time.time() - t0, 1)}])
             bar.set_postfix(loss=f"{run_loss / run_n:.3f}")
             run_loss, run_n = 0.0, 0
         if step % checkpoint_every == 0 and tokens < cfg.tokens:
@@ -175,21 +176,3 @@ def _length_bucketed(tok, pairs, batch_size: int, pool_batches: int = 16):
         chunks = [pool[i: i + batch_size] for i in range(0, len(pool), batch_size)]
         for j in torch.randperm(len(chunks), generator=g).tolist():
             yield collate(chunks[j], tok.pad_token_id)
-
-
-def _append_log(path: Path, row: list) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(["step", "tokens", "loss", "lr", "seconds"])
-        w.writerow(row)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    if not path.exists():
-        return
-    rows = list(csv.reader(path.open()))
-    keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= step]
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows(keep)

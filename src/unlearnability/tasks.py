@@ -46,9 +46,7 @@ def load_task(cfg: Config, base: str | Path) -> Task:
     from . import mathdata, reward
 
     train = mathdata.load_problems(cfg.data, "train")
-    valid = mathdata.load_problems(cfg.data, "valid")
-    if cfg.data.limit:
-        train = train[: cfg.data.limit]
+    valid = mathdata.load_problems(cfg.data, "valid")  # data.limit is applied to train there
     tok = AutoTokenizer.from_pretrained(str(base))
     return Task(train, valid, tok, lambda q: mathdata.apply_template(cfg.data.template, q),
                 reward.math_reward, cfg.data.source)
