@@ -17,7 +17,7 @@ from . import runs
 from .config import Config, config_from_dict
 from .evaluate import evaluate_policy
 from .grpo import checkpoint_dir, train_grpo
-from .model import load_model
+from .model import default_device, load_model
 from .pretrain import ensure_base_model
 from .sampling import TorchSampler
 from .tasks import load_task
@@ -86,8 +86,7 @@ def make_sampler(kind: str, model_dir: str | Path, tokenizer):
         return VLLMSampler(str(model_dir))
     if kind != "torch":
         raise ValueError(f"sampler={kind!r}: use 'torch' or 'vllm'")
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    return TorchSampler(load_model(model_dir).to(dev), tokenizer)
+    return TorchSampler(load_model(model_dir).to(default_device()), tokenizer)
 
 
 def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool,

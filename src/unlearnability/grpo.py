@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from . import history, runs
 from .config import Config, GRPOConfig
-from .model import autocast, load_model
+from .model import autocast, default_device, load_model
 from .sampling import SamplingParams, TorchSampler
 from .tasks import Task
 
@@ -266,7 +266,7 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
         step, stream_state = state["step"], state["stream"]
         carry = [Group(*c) for c in state["carry"]]
         model_src = checkpoint_dir(run_dir, step)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"  # one GPU when there is one
+    dev = default_device()
     model = load_model(model_src).to(dev)
     ref_model = load_model(base).to(dev) if g.kl_coef > 0 else None
     if ref_model is not None:

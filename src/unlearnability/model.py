@@ -46,6 +46,11 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def default_device() -> str:
+    """Where models run: one GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(folder: str | Path, dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:
     model = Qwen2ForCausalLM.from_pretrained(str(folder), dtype=dtype)
     model.eval()
