@@ -1,10 +1,19 @@
-"""The engine issue's calibration targets, measured for a preset (runs what is missing).
+"""The testbed's calibration targets (testbed-v2 issue), measured for a preset in one table.
 
-    python benchmarks/calibration.py --preset default --seeds 1 42
+    python benchmarks/calibration.py --preset default --seeds 1 42 37     # the full protocol
+    python benchmarks/calibration.py --quick                              # the fast loop
+    python benchmarks/calibration.py --quick --set grpo.lr=1e-4 --set world.styles='{worked: 1}'
 
-Prints: initial pass@1 spread and exact worked-solution rate by tier; chance of a right
-guess; training / validation pass@1 and KL of each seed; draws per problem; the share of
-non-easy problems that switch groups between the seeds; each target met or not.
+Runs what is missing (cached in the run store: a hypothesis re-run costs nothing) and prints:
+the base model's competence by tier, its sampled vs greedy headroom and style prior; per seed,
+the training-set pass@1 gain (k = eval.k) beside the paired held-out validation change with
+its standard error, the max KL and the relative parameter change per step; the groups after
+the intersection; seed agreement (switch rate and Fleiss' kappa); the style shares of correct
+rollouts before and after; every target met or not.
+
+--quick: 2 seeds (1, 42) and the classification set cut to the first 256 training problems
+(GRPO still trains on all of them; only the k-sample evaluation is smaller). Group sizes from
+a quick run are for 256 problems, so its power target is scaled down in proportion.
 """
 
 from __future__ import annotations
@@ -17,54 +26,78 @@ import pandas as pd
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 42])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1 42 37 (quick: 1 42)")
     ap.add_argument("--tau", type=float, default=0.1)
+    ap.add_argument("--quick", action="store_true", help="2 seeds, first 256 problems classified")
+    ap.add_argument("--limit", type=int, default=None, help="classify only the first N training problems")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. --set grpo.lr=1e-4 (repeatable)")
     args = ap.parse_args()
+    seeds = args.seeds or ([1, 42] if args.quick else [1, 42, 37])
+    limit = args.limit or (256 if args.quick else None)
 
     from unlearnability import experiment, groups
+    from unlearnability.analysis import calibration as cal
+    from unlearnability.config import parse_set
 
-    st = experiment.baseline_study(args.preset, args.seeds)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_colwidth", 120)
+    st = experiment.baseline_study(args.preset, seeds, parse_set(args.overrides), eval_limit=limit)
     cfg = st.cfg
     s = st.initial.set_index("prompt_id").join(st.problems.set_index("prompt_id"))
     s["bucket"] = pd.cut(s["pass@1"], [-1, 0, 0.1, 1], labels=["=0", "(0,0.1]", ">0.1"])
     spread = pd.crosstab(s["tier"], s["bucket"], normalize="index").mul(100).round(1)
     spread["exact%"] = s.groupby("tier")["exact_rate"].mean().mul(100).round(1)
     spread["pass@1"] = s.groupby("tier")["pass@1"].mean().round(3)
-    pd.set_option("display.width", 160)
-    print(f"\n== initial pass@1 spread by tier (% of problems), preset {args.preset}, k={cfg.eval.k}")
+    print(f"\n== base model, preset {args.preset}, {len(s)} problems, k={cfg.eval.k} (% of problems per tier)")
     print(spread.to_string())
-    print("\n== by coverage")
-    print(s.groupby("coverage")[["pass@1", "exact_rate"]].mean().round(3).to_string())
-    easiest = spread.index.min()
-    tiers = spread["exact%"].tolist()
-    print(f"\nchance of a right guess: 1/{cfg.world.p} = {1 / cfg.world.p:.4f}")
+
+    init_samples = experiment.read_eval(experiment.evaluate_checkpoint(st.run_dirs[seeds[0]], 0, limit=limit), samples=True)
+    greedy = experiment.read_eval(experiment.evaluate_base(experiment.with_eval(cfg, k=1, temperature=0.0), "valid"))["pass@1"].mean()
+    v0 = st.validations[seeds[0]]
+    sampled = v0[v0.step == 0]["mean_reward"].mean()
+    print(f"\nheadroom on validation: greedy pass@1 {greedy:.3f}, sampled pass@1 (T {cfg.eval.temperature}) {sampled:.3f}")
+    print(f"chance of a right guess: 1/{cfg.world.p} = {1 / cfg.world.p:.4f}")
+    if "style" in init_samples:
+        print("\n== response styles of the base model's samples (all / correct only)")
+        print(pd.concat([cal.style_shares(init_samples).assign(of="all").set_index("of"),
+                         cal.style_shares(init_samples, correct_only=True).assign(of="correct").set_index("of")])
+              .round(3).fillna(0).to_string())
+
     print("\n== per seed")
-    for seed in args.seeds:
-        h, v, log = st.histories[seed], st.validations[seed], st.train_logs[seed]
-        tr = h.groupby("step")["mean_reward"].mean()
-        vv = v.groupby("step")["mean_reward"].mean()
+    val_changes, train_gains, rows = {}, {}, []
+    init_mean = st.initial["pass@1"].mean()
+    for seed in seeds:
+        h, log = st.histories[seed], st.train_logs[seed]
+        v = cal.paired_change(st.validations[seed])
         fin = st.finals[seed]["pass@1"].mean()
+        val_changes[seed], train_gains[seed] = v, fin - init_mean
         draws = h.groupby("prompt_id").size()
-        processed = h[h.processed == 1].groupby("prompt_id").size()
-        print(f"seed {seed}: train pass@1 (k={cfg.eval.k}) {st.initial['pass@1'].mean():.3f} -> {fin:.3f}; "
-              f"validation {vv.iloc[0]:.3f} -> {vv.iloc[-1]:.3f} (steps {vv.index[0]}..{vv.index[-1]}); "
-              f"drawn-prompt reward step 1 {tr.iloc[0]:.3f} -> step {tr.index[-1]} {tr.iloc[-1]:.3f}; "
-              f"max KL {log.kl.max():.4f}; draws/problem mean {draws.mean():.2f} "
-              f"(min {draws.min()}, max {draws.max()}), processed mean {processed.reindex(draws.index, fill_value=0).mean():.2f}")
-        print("   validation curve: " + ", ".join(f"{k}:{x:.3f}" for k, x in vv.items()))
+        tr = h.groupby("step")["mean_reward"].mean()
+        rows.append({"seed": seed, "train pass@1": f"{init_mean:.3f} -> {fin:.3f}", "train gain": round(fin - init_mean, 3),
+                     "validation": f"{v['before']:.3f} -> {v['after']:.3f}", "val change": round(v["change"], 3),
+                     "val SE": round(v["se"], 3), "drawn reward first->last": f"{tr.iloc[0]:.3f} -> {tr.iloc[-1]:.3f}",
+                     "max KL": round(log.kl.max(), 4),
+                     "rel change/step": f"{log.rel_change.mean():.2e}" if "rel_change" in log else "n/a",
+                     "draws/problem": round(draws.mean(), 2)})
+        fs = experiment.read_eval(experiment.evaluate_checkpoint(st.run_dirs[seed], cfg.grpo.steps, limit=limit), samples=True)
+        if "style" in fs:
+            print(f"seed {seed} styles after training (all samples): "
+                  + ", ".join(f"{k} {x:.2f}" for k, x in cal.style_shares(fs).iloc[0].items()))
+        vc = cal.validation_curve(st.validations[seed])
+        print(f"seed {seed} validation curve: " + ", ".join(f"{int(r.step)}:{r['mean']:.3f}" for _, r in vc.iterrows()))
+    print(pd.DataFrame(rows).set_index("seed").to_string())
+
     init = st.pass1(st.initial)
-    cls = groups.classify(init, {x: st.pass1(st.finals[x]) for x in args.seeds}, st.histories, args.tau)
-    sw = groups.switches(cls)
-    print("\n== groups (intersection over seeds)")
-    print(groups.table1(cls["group"]).to_string())
-    print(f"non-easy problems switching group between seeds: {100 * sw['any_switch']:.1f}% of {sw['problems']}")
-    val0 = st.validations[args.seeds[0]].groupby("step")["mean_reward"].mean()
-    print("\n== targets")
-    print(f"easiest tier exact worked solutions >= 60%: {tiers[0]:.1f}% -> {'met' if tiers[0] >= 60 else 'NOT met'}")
-    print(f"exact rate declines with tier: {tiers} -> {'met' if all(a >= b for a, b in zip(tiers, tiers[1:])) else 'not monotone'}")
-    print(f"guess chance <= 1%: {100 / cfg.world.p:.2f}% -> {'met' if 1 / cfg.world.p <= 0.01 else 'NOT met'}")
-    print(f"validation rises (seed {args.seeds[0]}): {val0.iloc[0]:.3f} -> {val0.iloc[-1]:.3f}")
-    print(f"seed switching (non-easy): {100 * sw['any_switch']:.1f}% (prototype: 48%)")
+    cls = groups.classify(init, {x: st.pass1(st.finals[x]) for x in seeds}, st.histories, args.tau)
+    chance = groups.classify(init, {x: st.pass1(st.finals[x]) for x in seeds}, st.histories, args.tau, p=cfg.world.p)
+    t1 = groups.table1(cls["group"]).assign(chance_corrected=groups.table1(chance["group"])["count"])
+    print(f"\n== groups (intersection over seeds {seeds}, tau {args.tau})")
+    print(t1.to_string())
+    sw = cal.seed_switches(cls, st.histories)
+    min_group = round(40 * len(s) / 1024) if limit else 40
+    print("\n== targets" + (f" (power target scaled to {len(s)} problems: {min_group})" if limit else ""))
+    print(cal.targets(val_changes, train_gains, sw, t1["count"], min_group=min_group).to_string())
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def rollouts(sampler: Sampler, task: Task, problems: list[Problem], k: int, temp
              top_p: float, max_new_tokens: int, seed: int, batch_prompts: int = 64,
              keep_text: bool = True, desc: str = "sampling") -> pd.DataFrame:
     """One row per sample: prompt_id, sample, reward, n_tokens, finished (+ response text;
-    + score, exact for testbed problems)."""
+    + score, exact, style for testbed problems)."""
     from .world import check_steps, graph_of
 
     rows = []
@@ -37,7 +37,7 @@ def rollouts(sampler: Sampler, task: Task, problems: list[Problem], k: int, temp
                    "n_tokens": len(c.token_ids), "finished": c.finished}
             if task.source == "testbed":
                 rep = check_steps(graph_of(prob), c.text)
-                row.update(score=rep.score, exact=rep.exact)
+                row.update(score=rep.score, exact=rep.exact, style=rep.style)
             if keep_text:
                 row["response"] = c.text
             rows.append(row)

@@ -23,8 +23,9 @@ from .sampling import TorchSampler
 from .tasks import load_task
 
 # Bump when the scoring of cached samples changes (reward or step checker), so stale
-# evaluations are not reused: 2 = commutative operands may be swapped in a step.
-SCORING_VERSION = 2
+# evaluations are not reused: 2 = commutative operands may be swapped in a step; 3 = terse
+# steps, response styles.
+SCORING_VERSION = 3
 
 
 def set_threads() -> None:
@@ -50,8 +51,9 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 
 def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, split: str = "train",
-                        keep_text: bool = True, sampler: str = "torch") -> Path:
-    """pass@k of the run's checkpoint at `step` (0 = the base model) on the train or valid split.
+                        keep_text: bool = True, sampler: str = "torch", limit: int | None = None) -> Path:
+    """pass@k of the run's checkpoint at `step` (0 = the base model) on the train or valid split
+    (`limit`: only its first N problems, e.g. for the calibration's quick loop).
 
     Writes `<name>.csv` (per problem: prompt_id, n, correct, pass@1, [exact_rate, mean_score])
     and `<name>-samples.csv.gz` (per sample) and returns the per-problem table's path. Step 0
@@ -62,20 +64,28 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     if k is not None:
         cfg.eval.k = k
     if step == 0:
-        return evaluate_base(cfg, split, keep_text, sampler)
+        return evaluate_base(cfg, split, keep_text, sampler, limit)
     src = checkpoint_dir(run_dir, step)
     if not src.exists():
         have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
         raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
-    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler)
+    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler, limit)
 
 
-def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True, sampler: str = "torch") -> Path:
+def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True, sampler: str = "torch",
+                  limit: int | None = None) -> Path:
     """pass@k of the config's base model (cached with the base model, shared by every seed)."""
     base = ensure_base_model(cfg)
     folder = Path(base) / "evals" if isinstance(base, Path) else \
         runs.home() / "hub-evals" / cfg.section_hash("model", "data") / "evals"
-    return _evaluate(cfg, base, folder, split, keep_text, sampler)
+    return _evaluate(cfg, base, folder, split, keep_text, sampler, limit)
+
+
+def with_eval(cfg: Config, **changes) -> Config:
+    """`cfg` with its eval section changed, e.g. `with_eval(cfg, k=1, temperature=0.0)` (greedy)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **changes))
 
 
 def make_sampler(kind: str, model_dir: str | Path, tokenizer):
@@ -90,18 +100,22 @@ def make_sampler(kind: str, model_dir: str | Path, tokenizer):
 
 
 def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool,
-              sampler: str = "torch") -> Path:
+              sampler: str = "torch", limit: int | None = None) -> Path:
     if split not in ("train", "valid"):
         raise ValueError(f"split={split!r}: use 'train' or 'valid'")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit}: evaluate at least one problem (or None for all)")
     name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}-v{SCORING_VERSION}"
     if sampler != "torch":
         name += f"-{sampler}"
+    if limit is not None:
+        name += f"-first{limit}"
     out = folder / f"{name}.csv"
     if out.exists():
         return out
     set_threads()
     task = load_task(cfg, ensure_base_model(cfg))
-    problems = task.train if split == "train" else task.valid
+    problems = (task.train if split == "train" else task.valid)[:limit]
     samples, table = evaluate_policy(make_sampler(sampler, src, task.tokenizer), task, problems,
                                      cfg.eval, keep_text)
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,8 +166,10 @@ def problem_table(problems) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None) -> Study:
-    """Run (or reuse) one GRPO run per seed, then evaluate pass@k at step 0 and at the last step."""
+def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,
+                   eval_limit: int | None = None) -> Study:
+    """Run (or reuse) one GRPO run per seed, then evaluate pass@k at step 0 and at the last step
+    (`eval_limit`: on the first N training problems only; `problems` is cut to match)."""
     from .config import load_config
     from .history import read_history, read_validation
 
@@ -163,12 +179,12 @@ def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None
         o["grpo"] = {**o.get("grpo", {}), "seed": int(s)}
         cfg = load_config(profile, o)
         run_dirs[s] = run_grpo(cfg)
-        finals[s] = read_eval(evaluate_checkpoint(run_dirs[s], cfg.grpo.steps))
+        finals[s] = read_eval(evaluate_checkpoint(run_dirs[s], cfg.grpo.steps, limit=eval_limit))
     cfg = load_run_config(run_dirs[seeds[0]])
-    initial = read_eval(evaluate_checkpoint(run_dirs[seeds[0]], 0))
+    initial = read_eval(evaluate_checkpoint(run_dirs[seeds[0]], 0, limit=eval_limit))
     task = load_task(cfg, ensure_base_model(cfg))
     return Study(
-        cfg=cfg, seeds=list(seeds), run_dirs=run_dirs, problems=problem_table(task.train),
+        cfg=cfg, seeds=list(seeds), run_dirs=run_dirs, problems=problem_table(task.train[:eval_limit]),
         initial=initial, finals=finals,
         histories={s: read_history(d) for s, d in run_dirs.items()},
         validations={s: read_validation(d) for s, d in run_dirs.items()},

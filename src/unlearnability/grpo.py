@@ -9,7 +9,9 @@ One step:
   4. for each mini-batch of `mini_batch_prompts` groups: clipped policy loss (eps_low /
      eps_high, verl's dual clip for negative advantages), + KL (k3) to the initial policy,
      - entropy bonus, token-mean over the mini-batch; one optimizer update each;
-  5. log one history row per drawn prompt (see `history.py`); validate, checkpoint.
+  5. log one history row per drawn prompt (see `history.py`) and the step's metrics, with the
+     relative parameter change ||theta_after - theta_before|| / ||theta_before||; validate,
+     checkpoint.
 
 Simplifications against verl, all harmless at this scale:
   - single process; rollouts come from the torch sampler with the policy's current weights;
@@ -217,7 +219,7 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
             opt.step()
             clipped_tokens[rows] += (clipped.float() * mask).sum(-1).detach().cpu()
             for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy), ("grad_norm", gn)):
-                sums[k] += float(v)
+                sums[k] += float(v.detach())
             updates += 1
     model.eval()
     n_tokens = full["response_mask"].sum(-1)  # (G*n,)
@@ -239,6 +241,11 @@ def validate(sampler, task: Task, cfg: Config, step: int) -> list[history.Valida
                   _seed(g.seed, "valid", step), e.batch_prompts, keep_text=False, desc=f"validate@{step}")
     means = df.groupby("prompt_id", sort=False)["reward"].agg(["mean", "size"])
     return [history.ValidationRow(step, pid, float(r["mean"]), int(r["size"])) for pid, r in means.iterrows()]
+
+
+def param_vector(model) -> torch.Tensor:
+    """All parameters as one flat fp32 vector (for the relative change per step)."""
+    return torch.cat([p.detach().float().flatten() for p in model.parameters()])
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -300,10 +307,12 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
             rounds += 1
         batch, carry = batch[: g.prompts_per_step], batch[g.prompts_per_step:]
         if batch:
+            before = param_vector(model)
             metrics, clip = train_step(model, ref_model, opt, batch, g, tok.pad_token_id, amp,
                                        _seed(g.seed, "mb", step))
+            metrics["rel_change"] = float((param_vector(model) - before).norm() / before.norm())
         else:  # every group agreed in max_gen_batches rounds: nothing to learn from this step
-            metrics, clip = dict.fromkeys(METRICS, 0.0), {}
+            metrics, clip = dict.fromkeys(METRICS + ("rel_change",), 0.0), {}
             tqdm.write(f"GRPO step {step}: no group with reward variance in {rounds} rounds; no update")
         rows = []
         for gr, processed in [(x, 1) for x in batch] + [(x, 0) for x in dropped]:

@@ -6,6 +6,12 @@ mid-training and SFT: next-token loss on the response part of (prompt, response)
 
 Simplifications: no sequence packing (each example is one row, right-padded); loss only on
 the response tokens (the prompt's numbers are random by construction); cosine lr schedule.
+
+The loss is the *sum* of the batch's token losses over a fixed normaliser (batch_size x
+`LOSS_TOKENS`), not the batch's token mean: batches are bucketed by length, and a token mean
+would give every token of a batch of short responses (e.g. answer-only ones) many times the
+weight of a token in a batch of long ones, which skews the learned mixture of response styles
+(measured: a 35% answer-only corpus gave a 64-78% answer-only prior).
 """
 
 from __future__ import annotations
@@ -17,11 +23,29 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from .config import ModelConfig, PretrainConfig
 from .history import append_dicts, truncate_after
+
+
+LOSS_TOKENS = 64  # the loss normaliser per sequence (a constant, so every token weighs the same)
+
+
+def response_loss(model, batch: dict[str, torch.Tensor], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to minimise, token-mean loss for logs): next-token cross-entropy on label tokens.
+
+    batch: input_ids, attention_mask, labels (B, T); labels are -100 outside the response.
+    The loss is the token sum / (batch_size * LOSS_TOKENS): one weight per token everywhere.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                          ignore_index=-100, reduction="sum")
+    n = (labels != -100).sum().clamp(min=1)
+    return nll / (batch_size * LOSS_TOKENS), nll.detach() / n
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -139,7 +163,7 @@ def train_on_text(
         for g in opt.param_groups:
             g["lr"] = lr
         with autocast(autocast_dtype):
-            loss = model(**b).loss
+            loss, mean_loss = response_loss(model, b, cfg.batch_size)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -147,7 +171,7 @@ def train_on_text(
         n_tok = int(b["attention_mask"].sum())
         tokens += n_tok
         step += 1
-        run_loss += loss.item()
+        run_loss += mean_loss.item()
         run_n += 1
         bar.update(n_tok)
         if step % cfg.log_every == 0:

@@ -8,8 +8,18 @@ distractors (statements the answer does not need) are interleaved. A worked solu
 computes exactly the needed ("required") op nodes, in statement order, each as
 `name = definition = substituted values = result`.
 
+Response styles (`STYLES`, the `styles` knob: their shares in the pretraining corpus). The
+prompt never says which style to use; a pretraining example's style is drawn at random,
+independently of its problem:
+
+    worked  c = 3 * a = 3 * 7 = 21 . b = a + c = 7 + 21 = 28 . answer 28   (every step shown)
+    terse   c = 21 . b = 28 . answer 28                      (results only, no working)
+    leap    b = 28 . answer 28        (results of every second needed node, counted from the
+                                       answer backwards: two operations in one line)
+    answer  answer 28                                         (the answer alone)
+
 Knobs (WorldConfig): modulus p (answer space), skills (operators) and their pretraining
-coverage, difficulty tiers (ops the answer needs), distractors, chain bias (depth).
+coverage, difficulty tiers (ops the answer needs), distractors, chain bias (depth), styles.
 Everything is a pure function of (config, seed).
 """
 
@@ -31,6 +41,7 @@ SKILLS: dict[str, tuple[str, int, bool]] = {
     "mul": ("*", 2, False),  # x * y
 }
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+STYLES = ("worked", "terse", "leap", "answer")
 
 
 @dataclass
@@ -107,9 +118,19 @@ class Graph:
         parts = [f"{n.name} = {' '.join(n.definition(self.digits))} ." for n in self.nodes]
         return " ".join(parts + [f"what is {self.query} ?"])
 
-    def solution(self) -> str:
-        """The worked solution (the response the model should produce, without EOS)."""
-        lines = [step_text(n, self.values, self.digits) for n in self.required()]
+    def solution(self, style: str = "worked") -> str:
+        """The response in one of `STYLES` (without EOS); "worked" is the full worked solution."""
+        req = self.required()
+        if style == "worked":
+            lines = [step_text(n, self.values, self.digits) for n in req]
+        elif style == "terse":
+            lines = [terse_text(n, self.values, self.digits) for n in req]
+        elif style == "leap":
+            lines = [terse_text(n, self.values, self.digits) for n in leap_nodes(req)]
+        elif style == "answer":
+            lines = []
+        else:
+            raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
         return " ".join(lines + [f"answer {num_text(self.values[self.query], self.digits)}"])
 
 
@@ -155,6 +176,17 @@ def substituted(n: Node, values: dict[str, int], digits: int = 0) -> list[str]:
 def step_text(n: Node, values: dict[str, int], digits: int = 0) -> str:
     return (f"{n.name} = {' '.join(n.definition(digits))} = {' '.join(substituted(n, values, digits))}"
             f" = {num_text(values[n.name], digits)} .")
+
+
+def terse_text(n: Node, values: dict[str, int], digits: int = 0) -> str:
+    """A step with its result only: `c = 2 1 .`"""
+    return f"{n.name} = {num_text(values[n.name], digits)} ."
+
+
+def leap_nodes(required: list[Node]) -> list[Node]:
+    """The nodes a leap writes: every second needed node counted back from the query
+    (the query's line is always written; tier 1 leaps equal terse solutions)."""
+    return required[::-1][::2][::-1]
 
 
 def _pick_skill(rng: random.Random, weights: dict[str, float]) -> str:
@@ -312,16 +344,29 @@ def train_valid_split(cfg: WorldConfig) -> tuple[list[Problem], list[Problem]]:
     return out["train"], out["valid"]
 
 
+def style_weights(styles: dict[str, float]) -> dict[str, float]:
+    """`world.styles` checked: known style names, non-negative shares, at least one positive."""
+    unknown = sorted(set(styles) - set(STYLES))
+    if unknown:
+        raise ValueError(f"world.styles: unknown style(s) {unknown}; known: {', '.join(STYLES)}")
+    if any(w < 0 for w in styles.values()) or not any(w > 0 for w in styles.values()):
+        raise ValueError(f"world.styles: shares must be >= 0 with at least one > 0, got {styles}")
+    return {s: float(styles.get(s, 0.0)) for s in STYLES}
+
+
 def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
-    """Endless (question, solution) pairs whose skill mix follows `cfg.coverage`.
+    """Endless (question, response) pairs whose skill mix follows `cfg.coverage` and whose
+    response style is drawn from `cfg.styles` (independently of the problem).
 
     Problems whose question is in `exclude` (the train / validation questions) are skipped,
-    so the base model never saw a training problem's worked solution.
+    so the base model never saw a training problem's solution in any style.
     """
     rng = random.Random(f"pretrain-{cfg.seed}-{seed}")
     weights = {s: cfg.coverage.get(s, 0.0) for s in cfg.skills}
     if not any(w > 0 for w in weights.values()):
         raise ValueError("world.coverage: every skill has weight 0; pretraining would have no data")
+    styles = style_weights(cfg.styles)
+    single = [s for s, w in styles.items() if w > 0]
     i = 0
     while True:
         tier = rng.choice(cfg.tiers)
@@ -329,4 +374,6 @@ def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
         i += 1
         if prob.question in exclude:
             continue
-        yield prob.question, prob.meta["solution"]
+        # a one-style corpus draws nothing extra, so it is the same stream as before styles existed
+        style = single[0] if len(single) == 1 else rng.choices(single, [styles[s] for s in single])[0]
+        yield prob.question, graph_of(prob).solution(style) if style != "worked" else prob.meta["solution"]

@@ -1,0 +1,120 @@
+"""The testbed's calibration measures (testbed-v2 issue), as pure functions of run tables.
+
+    paired_change      held-out pass@1 before vs after, paired over problems, with its SE
+    fleiss_kappa       agreement of the seeds' labels beyond chance (Fleiss 1971)
+    seed_switches      share of non-easy problems with a training positive whose label differs
+                       between seeds
+    style_shares       share of each response style among samples (optionally per group)
+    targets            the issue's targets, each measured and judged
+
+`benchmarks/calibration.py` prints them for a preset; the §3 chapter shows them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..groups import training_positives
+
+
+def paired_change(validation: pd.DataFrame, start: int | None = None, end: int | None = None) -> dict:
+    """Validation pass@1 at `start` and `end` (default: first and last step), paired by problem.
+
+    validation: rows step, prompt_id, mean_reward (`history.read_validation`).
+    Returns before, after, change (mean of per-problem differences), se (std of the differences
+    / sqrt(n), ddof 1) and n (problems present at both steps).
+    """
+    steps = sorted(validation["step"].unique())
+    start = steps[0] if start is None else start
+    end = steps[-1] if end is None else end
+    wide = validation.pivot_table(index="prompt_id", columns="step", values="mean_reward")
+    pair = wide[[start, end]].dropna()
+    d = pair[end] - pair[start]
+    n = len(d)
+    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"before": float(pair[start].mean()), "after": float(pair[end].mean()),
+            "change": float(d.mean()), "se": se, "n": n, "start": int(start), "end": int(end)}
+
+
+def validation_curve(validation: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
+    """Per step: mean validation pass@1 over problems and a normal confidence band
+    (mean +- z * std over problems / sqrt(n)). Columns step, mean, lo, hi, n."""
+    g = validation.groupby("step")["mean_reward"]
+    out = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.size()})
+    half = z * out["sd"].fillna(0) / out["n"].pow(0.5)
+    return out.assign(lo=out["mean"] - half, hi=out["mean"] + half).drop(columns="sd").reset_index()
+
+
+def fleiss_kappa(labels: pd.DataFrame) -> float:
+    """Fleiss' kappa of categorical labels: one row per item, one column per rater (seed).
+
+    kappa = (P_bar - P_e) / (1 - P_e) with P_bar the mean per-item agreement and P_e the
+    agreement expected from the overall label shares; 1 = perfect, 0 = chance. NaN when the
+    chance agreement is 1 (a single label everywhere) or there are fewer than 2 raters.
+    """
+    m = labels.shape[1]
+    if m < 2 or len(labels) == 0:
+        return float("nan")
+    counts = labels.apply(lambda row: row.value_counts(), axis=1).fillna(0)  # (items, categories)
+    p_item = ((counts**2).sum(axis=1) - m) / (m * (m - 1))
+    shares = counts.sum(axis=0) / (len(labels) * m)
+    p_e = float((shares**2).sum())
+    if p_e >= 1:
+        return float("nan")
+    return float((p_item.mean() - p_e) / (1 - p_e))
+
+
+def seed_switches(classified: pd.DataFrame, histories: dict) -> dict:
+    """Seed agreement on the problems that matter for Table 1's middle groups.
+
+    classified: `groups.classify` output (columns seed_<s>); histories: {seed: history}.
+    Considers the non-easy problems with at least one positive training reward in some seed.
+    Returns problems, switch (share whose labels differ between seeds), kappa (Fleiss).
+    """
+    cols = [c for c in classified.columns if c.startswith("seed_")]
+    pos = pd.concat([training_positives(h)["positives"] for h in histories.values()], axis=1).fillna(0).sum(axis=1)
+    lab = classified[cols]
+    keep = ~(lab == "easy").all(axis=1) & lab.index.isin(pos.index[pos > 0])
+    lab = lab[keep]
+    switch = float((lab.nunique(axis=1) > 1).mean()) if len(lab) else float("nan")
+    return {"problems": int(len(lab)), "switch": switch, "kappa": fleiss_kappa(lab)}
+
+
+def style_shares(samples: pd.DataFrame, by: str | None = None, correct_only: bool = False) -> pd.DataFrame:
+    """Share of each response style among samples (rows: `by` values or one row "all").
+
+    samples: per-sample rows with `style` (and `reward` when correct_only).
+    """
+    s = samples[samples["reward"] > 0] if correct_only else samples
+    if s.empty:  # e.g. no correct sample: one row of no styles, not an error
+        return pd.DataFrame(index=pd.Index([] if by else ["all"], name=by or "of"))
+    key = s[by] if by else pd.Series("all", index=s.index, name="of")
+    return pd.crosstab(key, s["style"], normalize="index")
+
+
+def targets(val_changes: dict[int, dict], train_gains: dict[int, float], switches: dict,
+            group_counts: pd.Series, min_rise: float = 0.05, min_share: float = 0.4,
+            max_switch: float = 0.3, min_group: int = 40) -> pd.DataFrame:
+    """The testbed-v2 issue's targets, each with what was measured and whether it was met.
+
+    val_changes: {seed: paired_change(...)}; train_gains: {seed: training-set pass@1 change};
+    switches: seed_switches(...); group_counts: problems per group after the intersection.
+    """
+    rows = []
+    for s, v in val_changes.items():
+        gain = train_gains.get(s, float("nan"))
+        rows.append((f"validation rises >= {min_rise} (seed {s})",
+                     f"{v['before']:.3f} -> {v['after']:.3f}: {v['change']:+.3f} +- {v['se']:.3f} (n {v['n']})",
+                     v["change"] >= min_rise))
+        share = v["change"] / gain if gain and gain > 0 else float("nan")
+        rows.append((f"validation gain >= {min_share:.0%} of training gain (seed {s})",
+                     f"{v['change']:+.3f} / {gain:+.3f} = {share:.2f}", bool(share >= min_share)))
+    rows.append((f"seeds switch label <= {max_switch:.0%} (non-easy, with a positive)",
+                 f"{100 * switches['switch']:.1f}% of {switches['problems']}; Fleiss kappa {switches['kappa']:.2f}",
+                 bool(switches["switch"] <= max_switch)))
+    for g in ("learnable", "unlearnable"):
+        n = int(group_counts.get(g, 0))
+        rows.append((f"{g} >= {min_group} problems", str(n), n >= min_group))
+    return pd.DataFrame(rows, columns=["target", "measured", "met"]).set_index("target")

@@ -1,0 +1,67 @@
+"""The calibration computations on hand-built histories (benchmarks/calibration.py uses them)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from unlearnability.analysis.calibration import (fleiss_kappa, paired_change, seed_switches, style_shares,
+                                                 targets, validation_curve)
+from unlearnability.groups import classify
+
+
+def hist(rows):
+    return pd.DataFrame(rows, columns=["step", "prompt_id", "mean_reward", "std_reward", "n", "processed", "clip_frac"])
+
+
+def test_paired_change_and_its_standard_error():
+    v = pd.DataFrame({"step": [0, 0, 0, 30, 30, 30, 30], "prompt_id": ["a", "b", "c", "a", "b", "c", "d"],
+                      "mean_reward": [0.0, 0.5, 0.25, 0.5, 0.5, 0.75, 1.0], "n": 8})
+    out = paired_change(v)
+    # d only at step 30: not paired. differences 0.5, 0, 0.5 -> mean 1/3, sd 0.2887, se 0.1667
+    assert out["n"] == 3 and out["start"] == 0 and out["end"] == 30
+    assert out["before"] == pytest.approx(0.25) and out["after"] == pytest.approx(1.75 / 3)
+    assert out["change"] == pytest.approx(1 / 3) and out["se"] == pytest.approx(0.288675 / math.sqrt(3), rel=1e-4)
+    curve = validation_curve(v).set_index("step")
+    assert curve.loc[30, "n"] == 4 and curve.loc[0, "lo"] < curve.loc[0, "mean"] < curve.loc[0, "hi"]
+
+
+def test_fleiss_kappa_matches_the_textbook_example():
+    # Fleiss (1971) / Wikipedia's worked example: 10 subjects, 14 raters, 5 categories -> 0.210
+    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+             [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    labels = pd.DataFrame([[c for c, k in enumerate(row) for _ in range(k)] for row in table])
+    assert fleiss_kappa(labels) == pytest.approx(0.210, abs=5e-4)
+    agree = pd.DataFrame({"s1": ["x", "y", "x"], "s2": ["x", "y", "x"]})
+    assert fleiss_kappa(agree) == pytest.approx(1.0)
+    assert math.isnan(fleiss_kappa(pd.DataFrame({"s1": ["x", "x"], "s2": ["x", "x"]})))
+
+
+def test_seed_switches_count_only_non_easy_problems_with_a_positive():
+    ids = ["easy", "learn", "flip", "never"]
+    initial = pd.Series([0.5, 0.0, 0.0, 0.0], index=ids)
+    finals = {1: pd.Series([0.9, 0.5, 0.5, 0.0], index=ids), 2: pd.Series([0.9, 0.5, 0.0, 0.0], index=ids)}
+    h = {1: hist([(1, "learn", 0.25, 0.4, 8, 1, 0.0), (1, "flip", 0.125, 0.3, 8, 1, 0.0), (1, "never", 0, 0, 8, 0, None)]),
+         2: hist([(1, "learn", 0.25, 0.4, 8, 1, 0.0), (1, "flip", 0.125, 0.3, 8, 1, 0.0), (1, "never", 0, 0, 8, 0, None)])}
+    cls = classify(initial, finals, h, tau=0.1)
+    sw = seed_switches(cls, h)
+    assert sw["problems"] == 2 and sw["switch"] == 0.5  # "flip" is learnable in seed 1, unlearnable in seed 2
+
+
+def test_style_shares_and_targets():
+    s = pd.DataFrame({"style": ["worked", "worked", "answer", "terse"], "reward": [1, 0, 1, 0],
+                      "group": ["a", "a", "b", "b"]})
+    assert style_shares(s).loc["all", "worked"] == 0.5
+    assert style_shares(s, correct_only=True).loc["all", "answer"] == 0.5
+    assert style_shares(s, by="group").loc["b", "terse"] == 0.5
+    assert style_shares(s[s.reward > 5], correct_only=True).iloc[0].empty  # no sample: no styles, no error
+    v = {1: {"before": 0.2, "after": 0.3, "change": 0.1, "se": 0.01, "n": 256},
+         2: {"before": 0.2, "after": 0.23, "change": 0.03, "se": 0.01, "n": 256}}
+    t = targets(v, {1: 0.2, 2: 0.2}, {"problems": 100, "switch": 0.25, "kappa": 0.6},
+                pd.Series({"learnable": 50, "unlearnable": 12}))
+    met = t["met"].to_dict()
+    assert met["validation rises >= 0.05 (seed 1)"] and not met["validation rises >= 0.05 (seed 2)"]
+    assert met["validation gain >= 40% of training gain (seed 1)"]  # 0.1 / 0.2 = 0.5
+    assert not met["validation gain >= 40% of training gain (seed 2)"]  # 0.15
+    assert met["seeds switch label <= 30% (non-easy, with a positive)"]
+    assert met["learnable >= 40 problems"] and not met["unlearnable >= 40 problems"]
