@@ -11,6 +11,8 @@ its standard error, the max KL and the relative parameter change per step; the g
 the intersection; seed agreement (switch rate and Fleiss' kappa); the style shares of correct
 rollouts before and after; every target met or not.
 
+--control-seeds 1: also the matched control without the extra styles (its own pretraining).
+
 --quick: 2 seeds (1, 42) and the classification set cut to the first 256 training problems
 (GRPO still trains on all of them; only the k-sample evaluation is smaller). Group sizes from
 a quick run are for 256 problems, so its power target is scaled down in proportion.
@@ -30,6 +32,9 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=0.1)
     ap.add_argument("--quick", action="store_true", help="2 seeds, first 256 problems classified")
     ap.add_argument("--limit", type=int, default=None, help="classify only the first N training problems")
+    ap.add_argument("--control-seeds", type=int, nargs="*", default=[],
+                    help="also run the matched control with world.styles = {worked: 1} for these seeds "
+                         "(pretrains its own base model) and print its validation change")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. --set grpo.lr=1e-4 (repeatable)")
     args = ap.parse_args()
@@ -96,6 +101,16 @@ def main() -> None:
     print(t1.to_string())
     sw = cal.seed_switches(cls, st.histories)
     min_group = round(40 * len(s) / 1024) if limit else 40
+    if args.control_seeds:
+        from unlearnability.history import read_validation
+
+        over = parse_set(args.overrides)
+        over["world"] = {**over.get("world", {}), "styles": {"worked": 1.0}}
+        print("\n== matched control: worked solutions only (paired validation change)")
+        for seed, d in experiment.seed_runs(args.preset, args.control_seeds, over).items():
+            v = cal.paired_change(read_validation(d))
+            print(f"control seed {seed}: validation {v['before']:.3f} -> {v['after']:.3f}: "
+                  f"{v['change']:+.3f} +- {v['se']:.3f} (n {v['n']})")
     print("\n== targets" + (f" (power target scaled to {len(s)} problems: {min_group})" if limit else ""))
     print(cal.targets(val_changes, train_gains, sw, t1["count"], min_group=min_group).to_string())
 

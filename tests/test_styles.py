@@ -83,3 +83,22 @@ def test_one_style_stream_is_unchanged_and_bad_styles_are_named():
         style_weights({"worked": 1.0, "poem": 0.1})
     with pytest.raises(ValueError, match="at least one"):
         style_weights({"worked": 0.0})
+
+
+def test_pretraining_batches_mix_styles():
+    """Batches are bucketed by prompt length, so short (answer-only) and long (worked) responses
+    share batches and the token-mean loss weighs their style choices alike."""
+    from unlearnability.model import _length_bucketed
+    from unlearnability.world import build_tokenizer
+
+    cfg = WorldConfig(p=100, digits=2, n_train=10, n_valid=5, styles={"worked": 0.5, "answer": 0.5})
+    tok = build_tokenizer(cfg.p, cfg.digits)
+    batches = _length_bucketed(tok, pretraining_stream(cfg, set(), seed=0), batch_size=16, pool_batches=4)
+    mixed = 0
+    for _ in range(8):
+        b = next(batches)
+        resp_len = (b["labels"] != -100).sum(1)  # answer-only responses: 4 tokens (answer d d <eos>)
+        mixed += int((resp_len <= 4).any() and (resp_len > 4).any())
+        prompt_len = (b["labels"] == -100).logical_and(b["attention_mask"].bool()).sum(1)
+        assert prompt_len.max() - prompt_len.min() <= 12  # similar problem sizes in a batch
+    assert mixed >= 6

@@ -166,21 +166,27 @@ def problem_table(problems) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
+    """Run (or reuse) one GRPO run per seed of `profile` + `overrides`; {seed: run folder}."""
+    from .config import load_config
+
+    run_dirs = {}
+    for s in seeds:
+        o = {**(overrides or {})}
+        o["grpo"] = {**o.get("grpo", {}), "seed": int(s)}
+        run_dirs[s] = run_grpo(load_config(profile, o))
+    return run_dirs
+
+
 def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,
                    eval_limit: int | None = None) -> Study:
     """Run (or reuse) one GRPO run per seed, then evaluate pass@k at step 0 and at the last step
     (`eval_limit`: on the first N training problems only; `problems` is cut to match)."""
-    from .config import load_config
     from .history import read_history, read_validation
 
-    run_dirs, finals = {}, {}
-    for s in seeds:
-        o = {**(overrides or {})}
-        o["grpo"] = {**o.get("grpo", {}), "seed": int(s)}
-        cfg = load_config(profile, o)
-        run_dirs[s] = run_grpo(cfg)
-        finals[s] = read_eval(evaluate_checkpoint(run_dirs[s], cfg.grpo.steps, limit=eval_limit))
+    run_dirs = seed_runs(profile, seeds, overrides)
     cfg = load_run_config(run_dirs[seeds[0]])
+    finals = {s: read_eval(evaluate_checkpoint(d, cfg.grpo.steps, limit=eval_limit)) for s, d in run_dirs.items()}
     initial = read_eval(evaluate_checkpoint(run_dirs[seeds[0]], 0, limit=eval_limit))
     task = load_task(cfg, ensure_base_model(cfg))
     return Study(

@@ -7,11 +7,12 @@ mid-training and SFT: next-token loss on the response part of (prompt, response)
 Simplifications: no sequence packing (each example is one row, right-padded); loss only on
 the response tokens (the prompt's numbers are random by construction); cosine lr schedule.
 
-The loss is the *sum* of the batch's token losses over a fixed normaliser (batch_size x
-`LOSS_TOKENS`), not the batch's token mean: batches are bucketed by length, and a token mean
-would give every token of a batch of short responses (e.g. answer-only ones) many times the
-weight of a token in a batch of long ones, which skews the learned mixture of response styles
-(measured: a 35% answer-only corpus gave a 64-78% answer-only prior).
+Batches are bucketed by *prompt* length (the problem's size), not by full length: a batch
+then mixes response styles in their corpus shares, so the token-mean loss weighs a short
+(e.g. answer-only) response's style choice as much as a long one's. Bucketing by full length
+put the short responses into batches of their own, where the token mean gave each of their
+tokens many times the weight (measured: a 35% answer-only corpus gave a 64-78% answer-only
+prior).
 """
 
 from __future__ import annotations
@@ -31,21 +32,15 @@ from .config import ModelConfig, PretrainConfig
 from .history import append_dicts, truncate_after
 
 
-LOSS_TOKENS = 64  # the loss normaliser per sequence (a constant, so every token weighs the same)
-
-
-def response_loss(model, batch: dict[str, torch.Tensor], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss to minimise, token-mean loss for logs): next-token cross-entropy on label tokens.
+def response_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token cross-entropy, token mean over the batch's label (response) tokens.
 
     batch: input_ids, attention_mask, labels (B, T); labels are -100 outside the response.
-    The loss is the token sum / (batch_size * LOSS_TOKENS): one weight per token everywhere.
     """
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"][:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                          ignore_index=-100, reduction="sum")
-    n = (labels != -100).sum().clamp(min=1)
-    return nll / (batch_size * LOSS_TOKENS), nll.detach() / n
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                           ignore_index=-100)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -163,7 +158,7 @@ def train_on_text(
         for g in opt.param_groups:
             g["lr"] = lr
         with autocast(autocast_dtype):
-            loss, mean_loss = response_loss(model, b, cfg.batch_size)
+            loss = response_loss(model, b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -171,7 +166,7 @@ def train_on_text(
         n_tok = int(b["attention_mask"].sum())
         tokens += n_tok
         step += 1
-        run_loss += mean_loss.item()
+        run_loss += loss.item()
         run_n += 1
         bar.update(n_tok)
         if step % cfg.log_every == 0:
@@ -196,12 +191,13 @@ def train_on_text(
 
 
 def _length_bucketed(tok, pairs, batch_size: int, pool_batches: int = 16):
-    """Batches of similar length (less padding): take a pool of examples, sort by length,
-    cut into batches, and yield those in a fixed shuffled order. Deterministic."""
+    """Batches of similar prompt length (less padding, styles mixed; see the module docstring):
+    take a pool of examples, sort by prompt length (stable: ties keep stream order), cut into
+    batches, and yield those in a fixed shuffled order. Deterministic."""
     g = torch.Generator().manual_seed(0)
     while True:
         pool = [encode_pair(tok, q, a) for q, a in (next(pairs) for _ in range(batch_size * pool_batches))]
-        pool.sort(key=lambda x: len(x[0]))
+        pool.sort(key=lambda x: x[1])  # x = (ids, response start): sort by prompt length
         chunks = [pool[i: i + batch_size] for i in range(0, len(pool), batch_size)]
         for j in torch.randperm(len(chunks), generator=g).tolist():
             yield collate(chunks[j], tok.pad_token_id)
