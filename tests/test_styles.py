@@ -93,12 +93,12 @@ def test_pretraining_batches_mix_styles():
 
     cfg = WorldConfig(p=100, digits=2, n_train=10, n_valid=5, styles={"worked": 0.5, "answer": 0.5})
     tok = build_tokenizer(cfg.p, cfg.digits)
-    batches = _length_bucketed(tok, pretraining_stream(cfg, set(), seed=0), batch_size=16, pool_batches=4)
+    batches = _length_bucketed(tok, pretraining_stream(cfg, set(), seed=0), batch_size=16, pool_batches=16)
     mixed = 0
     for _ in range(8):
         b = next(batches)
         resp_len = (b["labels"] != -100).sum(1)  # answer-only responses: 4 tokens (answer d d <eos>)
         mixed += int((resp_len <= 4).any() and (resp_len > 4).any())
         prompt_len = (b["labels"] == -100).logical_and(b["attention_mask"].bool()).sum(1)
-        assert prompt_len.max() - prompt_len.min() <= 12  # similar problem sizes in a batch
+        assert prompt_len.max() - prompt_len.min() <= 8  # similar problem sizes (prompts span ~15-60 tokens)
     assert mixed >= 6
