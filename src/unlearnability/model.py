@@ -24,23 +24,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from .config import ModelConfig, PretrainConfig
 from .history import append_dicts, truncate_after
-
-
-def response_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Next-token cross-entropy, token mean over the batch's label (response) tokens.
-
-    batch: input_ids, attention_mask, labels (B, T); labels are -100 outside the response.
-    """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=-100)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -158,7 +146,7 @@ def train_on_text(
         for g in opt.param_groups:
             g["lr"] = lr
         with autocast(autocast_dtype):
-            loss = response_loss(model, b)
+            loss = model(**b).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
