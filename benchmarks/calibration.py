@@ -94,8 +94,9 @@ def main() -> None:
     print(pd.DataFrame(rows).set_index("seed").to_string())
 
     init = st.pass1(st.initial)
-    cls = groups.classify(init, {x: st.pass1(st.finals[x]) for x in seeds}, st.histories, args.tau)
-    chance = groups.classify(init, {x: st.pass1(st.finals[x]) for x in seeds}, st.histories, args.tau, p=cfg.world.p)
+    finals = {x: st.pass1(st.finals[x]) for x in seeds}
+    cls = groups.classify(init, finals, st.histories, args.tau)
+    chance = groups.classify(init, finals, st.histories, args.tau, p=cfg.world.p)
     t1 = groups.table1(cls["group"]).assign(chance_corrected=groups.table1(chance["group"])["count"])
     print(f"\n== groups (intersection over seeds {seeds}, tau {args.tau})")
     print(t1.to_string())
@@ -104,10 +105,8 @@ def main() -> None:
     if args.control_seeds:
         from unlearnability.history import read_validation
 
-        over = parse_set(args.overrides)
-        over["world"] = {**over.get("world", {}), "styles": {"worked": 1.0}}
         print("\n== matched control: worked solutions only (paired validation change)")
-        for seed, d in experiment.seed_runs(args.preset, args.control_seeds, over).items():
+        for seed, d in experiment.styles_control_runs(args.preset, args.control_seeds, parse_set(args.overrides)).items():
             v = cal.paired_change(read_validation(d))
             print(f"control seed {seed}: validation {v['before']:.3f} -> {v['after']:.3f}: "
                   f"{v['change']:+.3f} +- {v['se']:.3f} (n {v['n']})")

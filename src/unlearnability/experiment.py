@@ -178,6 +178,17 @@ def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> 
     return run_dirs
 
 
+CONTROL_STYLES = {"worked": 1.0}  # the matched control's corpus: worked solutions only
+
+
+def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
+    """The matched control of `profile` + `overrides`: the same runs with the extra response
+    styles off (`world.styles = CONTROL_STYLES`, so its own pretraining); {seed: run folder}."""
+    o = {**(overrides or {})}
+    o["world"] = {**o.get("world", {}), "styles": dict(CONTROL_STYLES)}
+    return seed_runs(profile, seeds, o)
+
+
 def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,
                    eval_limit: int | None = None) -> Study:
     """Run (or reuse) one GRPO run per seed, then evaluate pass@k at step 0 and at the last step

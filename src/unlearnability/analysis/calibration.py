@@ -16,7 +16,7 @@ import math
 
 import pandas as pd
 
-from ..groups import training_positives
+from ..groups import switches, training_positives
 
 
 def paired_change(validation: pd.DataFrame, start: int | None = None, end: int | None = None) -> dict:
@@ -75,11 +75,11 @@ def seed_switches(classified: pd.DataFrame, histories: dict) -> dict:
     """
     cols = [c for c in classified.columns if c.startswith("seed_")]
     pos = pd.concat([training_positives(h)["positives"] for h in histories.values()], axis=1).fillna(0).sum(axis=1)
-    lab = classified[cols]
-    keep = ~(lab == "easy").all(axis=1) & lab.index.isin(pos.index[pos > 0])
-    lab = lab[keep]
-    switch = float((lab.nunique(axis=1) > 1).mean()) if len(lab) else float("nan")
-    return {"problems": int(len(lab)), "switch": switch, "kappa": fleiss_kappa(lab)}
+    rewarded = classified[classified.index.isin(pos.index[pos > 0])]
+    sw = switches(rewarded)  # leaves out the easy problems
+    lab = rewarded[cols][~(rewarded[cols] == "easy").all(axis=1)]
+    return {"problems": sw["problems"], "switch": sw["any_switch"] if sw["problems"] else float("nan"),
+            "kappa": fleiss_kappa(lab)}
 
 
 def style_shares(samples: pd.DataFrame, by: str | None = None, correct_only: bool = False) -> pd.DataFrame:
