@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))  # 1 under `taskset -c N`
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -27,3 +27,19 @@ def smoke_store(tmp_path_factory):
         os.environ.pop("UNLEARN_HOME", None)
     else:
         os.environ["UNLEARN_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny randomly initialised testbed Qwen2 (p = 11) saved to a folder: (folder, tokenizer)."""
+    from unlearnability.config import ModelConfig
+    from unlearnability.model import build_model
+    from unlearnability.world import build_tokenizer
+
+    tok = build_tokenizer(11)
+    m = build_model(ModelConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                intermediate_size=64), len(tok), tok)
+    d = tmp_path_factory.mktemp("tiny-model")
+    m.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d, tok

@@ -40,3 +40,16 @@ def test_clear_errors(smoke_store, capsys, tmp_path):
     assert "unknown key 'nope'" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path), "--checkpoint", "1"]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_groups_writes_a_file_that_sft_reads(smoke_store, capsys, tmp_path):
+    from unlearnability.groups import GROUPS
+    from unlearnability.train.sft import read_groups
+
+    out = tmp_path / "groups.csv"
+    argv = ["groups", "--preset", "smoke", "--seeds", "1", "2", "--set", "grpo.steps=2", "--out", str(out)]
+    assert main(argv) == 0
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == out
+    g = read_groups(out)
+    assert len(g) == load_config("smoke").world.n_train and set(g) <= set(GROUPS)
+    assert {"seed_1", "seed_2", "initial"} <= set(pd.read_csv(out).columns)

@@ -4,22 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from unlearnability.config import GradientConfig, ModelConfig
+from unlearnability.config import GradientConfig
 from unlearnability.gradients import (average_similarity, cosine_matrix, example_gradient, group_pair_means,
                                       lora_params, lora_policy, sample_per_group)
-from unlearnability.model import build_model
-from unlearnability.world import build_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    tok = build_tokenizer(11)
-    m = build_model(ModelConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                intermediate_size=64), len(tok), tok)
-    d = tmp_path_factory.mktemp("tiny")
-    m.save_pretrained(d)
-    tok.save_pretrained(d)
-    return d, tok
+def tiny_dir(tiny_model):
+    return tiny_model
 
 
 def test_lora_gradient_only_in_b_and_none_without_variance(tiny_dir):

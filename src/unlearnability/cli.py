@@ -3,6 +3,8 @@
     unlearn pretrain --preset default
     unlearn grpo --preset default --seed 42 [--set grpo.lr=1e-4 ...]   (last line: the run folder)
     unlearn evaluate --run DIR --checkpoint 60 --k 32
+    unlearn groups --preset default --out groups.csv [--seeds 1 42 37] [--tau 0.1]
+    unlearn sft --preset default --groups groups.csv [--responses FILE] [--set sft.epochs=5 ...]
     unlearn presets
     unlearn chapter NAME --profile default [-p key=value ...]        (book.py)
     unlearn book --profile default                                    (book.py)
@@ -58,6 +60,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_groups(args) -> int:
+    from pathlib import Path
+
+    from .experiment import baseline_study
+    from .groups import classify
+
+    study = baseline_study(args.preset, args.seeds, parse_set(args.overrides))
+    finals = {s: study.pass1(study.finals[s]) for s in args.seeds}
+    cls = classify(study.pass1(study.initial), finals, study.histories, args.tau)
+    out = Path(args.out)
+    cls.rename_axis("prompt_id").reset_index().to_csv(out, index=False)
+    print(cls["group"].value_counts().to_string(), file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from .train.sft import read_groups, run_sft, sft_config, split_overrides
+
+    overrides, sft = split_overrides(parse_set(args.overrides))
+    cfg = load_config(args.preset, overrides)
+    print(run_sft(cfg, read_groups(args.groups), sft_config(sft), args.responses))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +110,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["torch", "vllm"], default="torch",
                    help="torch (CPU, or CUDA when present) or vllm (GPU, needs the [gpu] extra)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("groups", help="classify the training examples (paper §3: easy / learnable / unlearnable / ...); "
+                       "writes a csv with prompt_id, group and the per-seed labels")
+    _preset_args(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 42, 37], help="GRPO seeds (run or reused; paper: 1 42 37)")
+    p.add_argument("--tau", type=float, default=0.1, help="pass@1 threshold (paper: 0.1)")
+    p.add_argument("--out", required=True, metavar="CSV", help="where to write the groups")
+    p.set_defaults(func=cmd_groups)
+
+    p = sub.add_parser("sft", help="SFT on correct responses per group (paper A.2); prints the output folder last",
+                       description="Fine-tune the preset's base model on correct responses of chosen examples per "
+                       "group and write eval.csv (per checkpoint and group: pass@1 on those examples). Paper: 200 "
+                       "unlearnable, 200 learnable, 400 easy; on the testbed each group gives min(requested, "
+                       "available). SFT settings: --set sft.KEY=VALUE (keys: SFTConfig in train/sft.py, e.g. "
+                       "sft.epochs=5, sft.lr=1e-4, sft.per_group.easy=100, sft.eval_k=8).")
+    _preset_args(p)
+    p.add_argument("--groups", required=True, metavar="CSV",
+                   help="csv with prompt_id,group columns (the groups of the unlearnable-examples chapter)")
+    p.add_argument("--responses", default=None, metavar="JSONL",
+                   help="correct-response candidates, one json per line with prompt_id (or id) and response; "
+                        "filtered by the task's reward (needed at paper scale; default on the testbed: its worked "
+                        "solutions)")
+    p.set_defaults(func=cmd_sft)
 
     for module, fn in (("book", "add_book_commands"), ("cli_verl", "add_verl_commands")):
         try:

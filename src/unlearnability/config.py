@@ -18,6 +18,17 @@ from typing import Any
 
 import yaml
 
+# Fields added after runs were cached carry this metadata: while they hold their default they
+# are left out of the cache key, so older run folders stay valid (see `Config.section_hash`).
+LATE = {"omit_at_default": True}
+
+
+def late(default: Any) -> Any:
+    """A field added after runs were cached: in the cache key only when it differs from `default`."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=LATE)
+    return field(default=default, metadata=LATE)
+
 
 @dataclass
 class WorldConfig:
@@ -90,6 +101,7 @@ class DataConfig:
     split_seed: int = 0  # DeepScaleR 90/10 split
     template: str = "testbed"  # testbed | qwen-boxed | question-answer
     limit: int | None = None  # keep only the first N training problems (None = all)
+    train_ids: list[str] | None = late(None)  # train only on these problem ids (Fig 15b: one group alone)
 
 
 @dataclass
@@ -121,6 +133,11 @@ class GRPOConfig:
     valid_k: int = 4  # samples per validation problem (pass@1 = mean reward)
     checkpoint_every: int = 10  # checkpoints every N steps (resume + later analysis)
     seed: int = 1  # the run's seed (paper: 1, 42, 37)
+    # oversampling with replay (paper §4.1, Algorithm 1; `train/replay.py`); off when 0
+    oversample_n: int = late(0)  # rollouts drawn per prompt before downsampling to the group (paper 64)
+    n_pos: int = late(1)  # positives kept in each downsampled group (the rest are negatives)
+    replay_capacity: int = late(5)  # most recent positives buffered per prompt
+    max_replay: int = late(2)  # times one buffered positive may be replayed (paper 2; authors' code 3)
 
 
 @dataclass
@@ -167,11 +184,25 @@ class Config:
         return dataclasses.asdict(self)
 
     def section_hash(self, *sections: str) -> str:
-        """Short hash of the named sections (all if none): the cache key of what they produce."""
-        d = self.to_dict()
+        """Short hash of the named sections (all if none): the cache key of what they produce.
+        Fields marked `late` are left out while they hold their default."""
+        d = _cache_dict(self)
         keep = {k: d[k] for k in (sections or tuple(d)) if k not in ("name", "notes")}
         blob = json.dumps(keep, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _cache_dict(obj: Any) -> dict[str, Any]:
+    """`dataclasses.asdict(obj)` without the `late` fields that hold their default."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if f.metadata.get("omit_at_default"):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if v == default:
+                continue
+        out[f.name] = _cache_dict(v) if dataclasses.is_dataclass(v) else v
+    return out
 
 
 class ConfigError(ValueError):

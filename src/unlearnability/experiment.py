@@ -51,9 +51,11 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 
 def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, split: str = "train",
-                        keep_text: bool = True, sampler: str = "torch", limit: int | None = None) -> Path:
+                        keep_text: bool = True, sampler: str = "torch", limit: int | None = None,
+                        ids: list[str] | None = None) -> Path:
     """pass@k of the run's checkpoint at `step` (0 = the base model) on the train or valid split
-    (`limit`: only its first N problems, e.g. for the calibration's quick loop).
+    (`limit`: only its first N problems, e.g. for the calibration's quick loop; `ids`: only
+    these problems, e.g. the groups a chapter compares).
 
     Writes `<name>.csv` (per problem: prompt_id, n, correct, pass@1, [exact_rate, mean_score])
     and `<name>-samples.csv.gz` (per sample) and returns the per-problem table's path. Step 0
@@ -64,21 +66,21 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     if k is not None:
         cfg.eval.k = k
     if step == 0:
-        return evaluate_base(cfg, split, keep_text, sampler, limit)
+        return evaluate_base(cfg, split, keep_text, sampler, limit, ids)
     src = checkpoint_dir(run_dir, step)
     if not src.exists():
         have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
         raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
-    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler, limit)
+    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler, limit, ids)
 
 
 def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True, sampler: str = "torch",
-                  limit: int | None = None) -> Path:
+                  limit: int | None = None, ids: list[str] | None = None) -> Path:
     """pass@k of the config's base model (cached with the base model, shared by every seed)."""
     base = ensure_base_model(cfg)
     folder = Path(base) / "evals" if isinstance(base, Path) else \
         runs.home() / "hub-evals" / cfg.section_hash("model", "data") / "evals"
-    return _evaluate(cfg, base, folder, split, keep_text, sampler, limit)
+    return _evaluate(cfg, base, folder, split, keep_text, sampler, limit, ids)
 
 
 def with_eval(cfg: Config, **changes) -> Config:
@@ -100,7 +102,7 @@ def make_sampler(kind: str, model_dir: str | Path, tokenizer):
 
 
 def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool,
-              sampler: str = "torch", limit: int | None = None) -> Path:
+              sampler: str = "torch", limit: int | None = None, ids: list[str] | None = None) -> Path:
     if split not in ("train", "valid"):
         raise ValueError(f"split={split!r}: use 'train' or 'valid'")
     if limit is not None and limit < 1:
@@ -110,12 +112,21 @@ def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text:
         name += f"-{sampler}"
     if limit is not None:
         name += f"-first{limit}"
+    if ids is not None:
+        import hashlib
+
+        ids = sorted(set(ids))
+        name += f"-ids{len(ids)}-{hashlib.sha256(','.join(ids).encode()).hexdigest()[:8]}"
     out = folder / f"{name}.csv"
     if out.exists():
         return out
     set_threads()
     task = load_task(cfg, ensure_base_model(cfg))
     problems = (task.train if split == "train" else task.valid)[:limit]
+    if ids is not None:
+        from .tasks import subset
+
+        problems = subset(problems, ids, f"evaluation ids ({split} split)") if ids else []
     samples, table = evaluate_policy(make_sampler(sampler, src, task.tokenizer), task, problems,
                                      cfg.eval, keep_text)
     folder.mkdir(parents=True, exist_ok=True)
@@ -179,6 +190,22 @@ def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> 
 
 
 CONTROL_STYLES = {"worked": 1.0}  # the matched control's corpus: worked solutions only
+
+
+def merge_overrides(*layers: dict | None) -> dict:
+    """Nested dicts merged left to right: merge_overrides({"grpo": {"lr": 1}}, {"grpo": {"seed": 2}})
+    == {"grpo": {"lr": 1, "seed": 2}}."""
+    out: dict = {}
+    for layer in layers:
+        for k, v in (layer or {}).items():
+            out[k] = merge_overrides(out.get(k), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def variant_runs(profile: str, seeds: list[int], overrides: dict | None, changes: dict) -> dict[int, Path]:
+    """The baseline's runs with `changes` on top of `overrides` (e.g. {"grpo": {"eps_high": 0.28}});
+    {seed: run folder}."""
+    return seed_runs(profile, seeds, merge_overrides(overrides, changes))
 
 
 def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
@@ -249,3 +276,91 @@ def gradient_similarity(study: Study, group_of: pd.Series, step: int = 0, seed: 
         for df, f in zip((ex, pairs, stats), files):
             df.to_csv(f, index=False)
     return tuple(pd.read_csv(f, dtype={"prompt_id": str}) for f in files)
+
+
+def _cached_table(kind: str, key: dict, compute) -> pd.DataFrame:
+    """`compute()` once per `key` (a JSON-able dict), as a CSV under the run store's analysis/."""
+    import hashlib
+    import json
+
+    blob = json.dumps(key, sort_keys=True, default=str)
+    path = runs.home() / "analysis" / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.csv"
+    if not path.exists():
+        set_threads()
+        df = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_text(path, df.to_csv(index=False))
+    return pd.read_csv(path, dtype={"prompt_id": str})
+
+
+def reference_logliks(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                      gradient_overrides: dict | None = None) -> pd.DataFrame:
+    """Log-likelihood under the *initial* policy of correct rollouts drawn by the policy at
+    `step` (0 = the initial policy; else the checkpoint of `seed`), paper §4.2, Figure 3.
+
+    The examples and the sampling follow the gradient analysis (§5.1): up to
+    `gradients.per_group` examples per group, `gradients.rollouts` samples each at
+    `gradients.temperature`, so hard examples have correct rollouts to score. One row per
+    correct rollout: prompt_id, group, sample, reward, n_tokens, mean_logp, sum_logp."""
+    import dataclasses
+
+    from .analysis.likelihood import rollout_logliks
+    from .evaluate import rollouts
+    from .gradients import sample_per_group
+
+    cfg = study.cfg
+    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
+    chosen = sample_per_group(group_of, g.per_group, g.seed)
+    seed = study.seeds[0] if seed is None else seed
+    base = ensure_base_model(cfg)
+    policy = base if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
+
+    def compute() -> pd.DataFrame:
+        task = load_task(cfg, base)
+        by_id = task.by_id()
+        samples = rollouts(make_sampler("torch", policy, task.tokenizer), task, [by_id[i] for i in chosen.index],
+                           g.rollouts, g.temperature, g.top_p, cfg.eval.max_new_tokens, g.seed,
+                           cfg.eval.batch_prompts, keep_text=True, desc="rollouts to score")
+        df = rollout_logliks(base, task, samples[samples["reward"] > 0])
+        return df.assign(group=df["prompt_id"].map(chosen))
+
+    key = {"g": dataclasses.asdict(g), "policy": str(policy), "reference": str(base), "ids": sorted(chosen.items()),
+           "max_new": cfg.eval.max_new_tokens, "v": SCORING_VERSION}
+    return _cached_table("loglik", key, compute)
+
+
+def interference_at(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                    gradient_overrides: dict | None = None) -> pd.DataFrame:
+    """Correct vs incorrect rollouts' gradients (paper A.3, Figure 16) of up to
+    `gradients.per_group` examples per group, at the base model (step 0) or a seed's
+    checkpoint: prompt_id, group, rollouts, correct, cos_within, cos_batch."""
+    import dataclasses
+
+    from .analysis.interference import interference
+    from .gradients import sample_per_group
+
+    cfg = study.cfg
+    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
+    chosen = sample_per_group(group_of, g.per_group, g.seed)
+    seed = study.seeds[0] if seed is None else seed
+    policy = ensure_base_model(cfg) if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
+
+    def compute() -> pd.DataFrame:
+        task = load_task(cfg, ensure_base_model(cfg))
+        by_id = task.by_id()
+        df = interference(policy, task, [by_id[i] for i in chosen.index], g, cfg.eval.max_new_tokens)
+        return df.assign(group=df["prompt_id"].map(chosen))
+
+    key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
+           "max_new": cfg.eval.max_new_tokens}
+    return _cached_table("interference", key, compute)
+
+
+def checkpoint_near(run_dir: str | Path, fraction: float) -> int:
+    """The saved checkpoint step nearest to `fraction` of the run's steps (the paper's mid-training
+    analyses use step 50 of 120: fraction 0.42)."""
+    steps = sorted(int(p.name.split("_")[1]) for p in (Path(run_dir) / "checkpoints").glob("step_*"))
+    if not steps:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints")
+    target = fraction * load_run_config(run_dir).grpo.steps
+    return min(steps, key=lambda s: (abs(s - target), s))

@@ -4,6 +4,9 @@ One step:
   1. generate groups of `rollouts_per_prompt` responses for the next prompts of a shuffled
      epoch order; with dynamic sampling, drop groups whose rewards all agree and keep
      generating until `prompts_per_step` groups are kept; surplus groups carry over;
+     with `oversample_n` > 0, draw that many rollouts per prompt instead and downsample each
+     draw to a group with exactly `n_pos` positives, replaying buffered positives when the
+     draw has too few (paper §4.1, Algorithm 1; `train/replay.py`, log in `replay.csv`);
   2. advantages (r - mean) / (std + eps) within each group (population std);
   3. old log-probs (and reference log-probs for the KL term) from the current policy;
   4. for each mini-batch of `mini_batch_prompts` groups: clipped policy loss (eps_low /
@@ -39,6 +42,7 @@ from .config import Config, GRPOConfig
 from .model import autocast, default_device, load_model
 from .sampling import SamplingParams, TorchSampler
 from .tasks import Task
+from .train.replay import ReplayBuffer, downsample
 
 # ----------------------------------------------------------------------------- core algorithm
 
@@ -102,6 +106,11 @@ class Group:
     prompt_ids: list[int]
     responses: list[list[int]]  # n token-id lists (EOS included when produced)
     rewards: list[float]
+    drawn: list[float] | None = None  # rewards of the original draw when it was downsampled (oversampling)
+
+    def drawn_rewards(self) -> list[float]:
+        """What the reward history reports: the original draw's rewards."""
+        return self.rewards if self.drawn is None else self.drawn
 
 
 def pad_groups(groups: list[Group], pad_id: int) -> dict[str, torch.Tensor]:
@@ -166,18 +175,35 @@ def _seed(*parts) -> int:
 
 
 def generate_groups(sampler: TorchSampler, task: Task, ids: list[str], g: GRPOConfig,
-                    seed: int) -> list[Group]:
+                    seed: int, n: int | None = None) -> list[Group]:
+    """One group of `n` (default: the group size) rollouts per prompt id, with rewards."""
+    n = n or g.rollouts_per_prompt
     probs = task.by_id()
     prompts = [task.prompt_ids(probs[i]) for i in ids]
-    params = SamplingParams(n=g.rollouts_per_prompt, temperature=g.temperature, top_p=g.top_p,
+    params = SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p,
                             max_new_tokens=g.max_new_tokens, seed=seed)
     comps = sampler.generate(prompts, params)
     groups = []
     for j, pid in enumerate(ids):
-        cs = comps[j * g.rollouts_per_prompt: (j + 1) * g.rollouts_per_prompt]
+        cs = comps[j * n: (j + 1) * n]
         groups.append(Group(pid, prompts[j], [c.token_ids for c in cs],
                             [task.reward(probs[pid], c.text) for c in cs]))
     return groups
+
+
+REPLAY_FILE = "replay.csv"  # oversampling: one row per (step, drawn prompt)
+
+
+def _downsample(gr: Group, g: GRPOConfig, buffer: ReplayBuffer, rng: random.Random) -> tuple[Group, dict]:
+    """Algorithm 1 on one oversampled draw: (the group to train on, or the draw itself when the
+    prompt is filtered; its replay.csv row)."""
+    d = downsample(gr.prompt_id, gr.responses, gr.rewards, g.rollouts_per_prompt, g.n_pos, buffer, rng)
+    row = {"prompt_id": gr.prompt_id, "drawn": d.drawn, "drawn_pos": d.drawn_pos, "buffered": d.buffered,
+           "replayed": d.replayed,
+           "extra_pos": d.extra_pos, "kept": int(d.kept)}
+    if not d.kept:
+        return gr, row
+    return Group(gr.prompt_id, gr.prompt_ids, d.responses, d.rewards, drawn=gr.rewards), row
 
 
 def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id: int, amp: str,
@@ -259,19 +285,28 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
     `stop_after` ends the process-level loop early after that step (tests use it to simulate
     a kill between checkpoints); the run folder is then resumable.
     """
-    g = cfg.grpo
     if runs.is_done(run_dir):
         return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with runs.locked(run_dir):  # one writer per run folder
+        if runs.is_done(run_dir):
+            return run_dir
+        return _train(cfg, run_dir, base, task, stop_after)
+
+
+def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after: int | None) -> Path:
+    g = cfg.grpo
     runs.write_config(run_dir, cfg)
     torch.manual_seed(g.seed)
     state_path = run_dir / "state.pt"
     step, stream_state, carry = 0, (0, 0), []
+    buffer = ReplayBuffer(g.replay_capacity, g.max_replay)
     model_src: str | Path = base
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         step, stream_state = state["step"], state["stream"]
         carry = [Group(*c) for c in state["carry"]]
+        if state.get("replay"):
+            buffer = ReplayBuffer.from_state(state["replay"])
         model_src = checkpoint_dir(run_dir, step)
     dev = default_device()
     model = load_model(model_src).to(dev)
@@ -281,7 +316,7 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
     opt = torch.optim.AdamW(model.parameters(), lr=g.lr, weight_decay=g.weight_decay, betas=(0.9, 0.999))
     if state_path.exists():
         opt.load_state_dict(state["opt"])
-    for name in (history.HISTORY_FILE, history.VALIDATION_FILE, "train_log.csv"):
+    for name in (history.HISTORY_FILE, history.VALIDATION_FILE, "train_log.csv", REPLAY_FILE):
         if step == 0:  # a fresh start (or a kill before the first checkpoint): no stale rows
             (run_dir / name).unlink(missing_ok=True)
         else:  # drop rows written after the checkpoint we resume from
@@ -297,12 +332,17 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
     while step < g.steps:
         step += 1
         t0 = time.time()
-        batch, dropped, rounds, drawn = list(carry), [], 0, 0
+        batch, dropped, rounds, drawn, replay_rows = list(carry), [], 0, 0, []
         while len(batch) < g.prompts_per_step and rounds < g.max_gen_batches:
             ids = stream.take(g.prompts_per_step)
             drawn += len(ids)
-            for gr in generate_groups(sampler, task, ids, g, _seed(g.seed, step, rounds)):
-                keep = not g.dynamic_sampling or len(set(gr.rewards)) > 1
+            for gr in generate_groups(sampler, task, ids, g, _seed(g.seed, step, rounds), g.oversample_n or None):
+                if g.oversample_n:
+                    gr, row = _downsample(gr, g, buffer, random.Random(_seed(g.seed, "replay", step, gr.prompt_id)))
+                    replay_rows.append({"step": step, **row})
+                    keep = row["kept"] and (not g.dynamic_sampling or len(set(gr.rewards)) > 1)
+                else:
+                    keep = not g.dynamic_sampling or len(set(gr.rewards)) > 1
                 (batch if keep else dropped).append(gr)
             rounds += 1
         batch, carry = batch[: g.prompts_per_step], batch[g.prompts_per_step:]
@@ -316,20 +356,24 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
             tqdm.write(f"GRPO step {step}: no group with reward variance in {rounds} rounds; no update")
         rows = []
         for gr, processed in [(x, 1) for x in batch] + [(x, 0) for x in dropped]:
-            mean, std = history.group_stats(gr.rewards)
-            rows.append(history.HistoryRow(step, gr.prompt_id, mean, std, len(gr.rewards), processed,
+            mean, std = history.group_stats(gr.drawn_rewards())
+            rows.append(history.HistoryRow(step, gr.prompt_id, mean, std, len(gr.drawn_rewards()), processed,
                                            clip.get(gr.prompt_id, float("nan")) if processed else float("nan")))
         history.append_rows(run_dir / history.HISTORY_FILE, rows, history.HISTORY_COLUMNS)
-        all_r = [r for gr in batch + dropped for r in gr.rewards]
+        all_r = [r for gr in batch + dropped for r in gr.drawn_rewards()]
+        history.append_dicts(run_dir / REPLAY_FILE, replay_rows)
         log = {"step": step, "prompts_drawn": drawn, "gen_rounds": rounds, "groups_trained": len(batch),
                "groups_dropped": len(dropped), "carried": len(carry),
                "mean_reward": sum(all_r) / max(1, len(all_r)), **metrics, "seconds": round(time.time() - t0, 2)}
+        if g.oversample_n:
+            log.update(replayed=sum(r["replayed"] for r in replay_rows),
+                       filtered=sum(not r["kept"] for r in replay_rows))
         history.append_dicts(run_dir / "train_log.csv", [log])
         if g.valid_every and step % g.valid_every == 0:
             history.append_rows(run_dir / history.VALIDATION_FILE, validate(sampler, task, cfg, step),
                                 history.VALIDATION_COLUMNS)
         if step % g.checkpoint_every == 0 or step == g.steps:
-            save_checkpoint(run_dir, step, model, tok, opt, (stream.epoch, stream.pos), carry)
+            save_checkpoint(run_dir, step, model, tok, opt, (stream.epoch, stream.pos), carry, buffer)
         bar.update(1)
         bar.set_postfix(reward=f"{log['mean_reward']:.3f}", kl=f"{metrics.get('kl', 0):.4f}")
         if stop_after is not None and step >= stop_after:
@@ -340,11 +384,13 @@ def train_grpo(cfg: Config, run_dir: Path, base: str | Path, task: Task,
     return run_dir
 
 
-def save_checkpoint(run_dir: Path, step: int, model, tok, opt, stream_state, carry) -> None:
+def save_checkpoint(run_dir: Path, step: int, model, tok, opt, stream_state, carry,
+                    buffer: ReplayBuffer | None = None) -> None:
     ck = checkpoint_dir(run_dir, step)
     model.save_pretrained(str(ck))
     tok.save_pretrained(str(ck))
     tmp = run_dir / "state.pt.tmp"
     torch.save({"step": step, "opt": opt.state_dict(), "stream": stream_state,
-                "carry": [dataclasses.astuple(c) for c in carry]}, tmp)
+                "carry": [dataclasses.astuple(c) for c in carry],
+                "replay": buffer.state() if buffer is not None else None}, tmp)
     tmp.replace(run_dir / "state.pt")

@@ -80,9 +80,17 @@ def append_dicts(path: str | Path, rows: list[dict], columns: list[str] | None =
 
 
 def truncate_after(path: str | Path, step: int) -> None:
-    """Drop rows of a CSV with a `step` column above `step` (resume: later rows are rewritten)."""
+    """Drop rows of a CSV with a `step` column above `step` (resume: later rows are rewritten),
+    and a partial last line left by a kill inside an append."""
     path = Path(path)
     if not path.exists():
+        return
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # a kill inside an append left half a line: drop it
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text)
+    if text.count("\n") < 1:  # not even a whole header: the next append starts the file again
+        path.unlink()
         return
     df = pd.read_csv(path, dtype={"prompt_id": str})
     df[df["step"] <= step].to_csv(path, index=False)

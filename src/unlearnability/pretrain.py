@@ -23,6 +23,13 @@ def ensure_base_model(cfg: Config, quiet: bool = False) -> Path | str:
     folder = runs.base_dir(cfg)
     if runs.is_done(folder):
         return folder
+    with runs.locked(folder):
+        if runs.is_done(folder):  # another process finished it while we waited
+            return folder
+        return _pretrain(cfg, folder, quiet)
+
+
+def _pretrain(cfg: Config, folder: Path, quiet: bool) -> Path:
     runs.write_config(folder, cfg)
     tok = build_tokenizer(cfg.world.p, cfg.world.digits)
     model = build_model(cfg.model, len(tok), tok)

@@ -44,18 +44,21 @@ def write_jsonl(problems: Iterable[Problem], path: str | Path) -> Path:
     return path
 
 
-def read_jsonl(path: str | Path) -> list[Problem]:
+def iter_jsonl(path: str | Path):
+    """(line number, parsed object) for each non-blank line; bad JSON is an error naming file:line."""
     path = Path(path)
-    out = []
     with path.open() as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                d = json.loads(line)
+                yield i, json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-            out.append(Problem.from_dict(d, where=f"{path}:{i}"))
+
+
+def read_jsonl(path: str | Path) -> list[Problem]:
+    out = [Problem.from_dict(d, where=f"{path}:{i}") for i, d in iter_jsonl(path)]
     check_unique_ids(out, str(path))
     return out
 

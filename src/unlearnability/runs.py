@@ -12,6 +12,8 @@ checkpoint. Writes are atomic (temp file + rename) so a kill never leaves a half
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -58,3 +60,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+@contextmanager
+def locked(folder: Path):
+    """One writer per folder: an exclusive lock on `folder/.lock`, held while the block runs and
+    released by the OS if the process dies. A second process asking for the same run waits,
+    then finds it finished (DONE) or resumes it."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is writing {folder} ...", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -35,7 +35,27 @@ class Task:
 
 
 def load_task(cfg: Config, base: str | Path) -> Task:
-    """The task for `cfg`, tokenised with the base model's tokenizer at `base`."""
+    """The task for `cfg`, tokenised with the base model's tokenizer at `base`
+    (`data.train_ids`: only those training problems, in the given order)."""
+    task = _load_task(cfg, base)
+    if cfg.data.train_ids is not None:
+        task.train = subset(task.train, cfg.data.train_ids)
+    return task
+
+
+def subset(problems: list[Problem], ids: list[str], what: str = "data.train_ids") -> list[Problem]:
+    """The problems with these ids, in the order given; an unknown id is an error naming it
+    (and `what` asked for it)."""
+    by_id = {p.id: p for p in problems}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"{what}: {len(missing)} ids are not training problems, e.g. {missing[:3]}")
+    if not ids:
+        raise ValueError(f"{what} is empty: give at least one training problem id (or null for all)")
+    return [by_id[i] for i in ids]
+
+
+def _load_task(cfg: Config, base: str | Path) -> Task:
     if cfg.data.source == "testbed":
         from .world import exact_reward, load_tokenizer, train_valid_split
 

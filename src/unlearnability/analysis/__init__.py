@@ -1,2 +1,9 @@
-"""Analyses of finished runs: calibration of the testbed (generalisation, seed agreement,
-response styles). Pure functions of run tables; nothing here trains or samples."""
+"""Analyses of runs and policies, one question per module:
+
+    calibration    is the testbed fit for the question (generalisation, seed agreement, styles)
+    dynamics       per-group curves over training, and the measured verdict of an intervention
+    likelihood     reference log-likelihood of correct rollouts (§4.2, Figure 3)
+    interference   correct vs incorrect rollouts' gradients (A.3, Figure 16)
+
+`calibration` and `dynamics` are pure functions of run tables; `likelihood` and
+`interference` score or sample with a policy."""

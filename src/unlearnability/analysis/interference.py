@@ -1,0 +1,151 @@
+"""Interference between correct and incorrect rollouts' updates (paper A.3, Figure 16).
+
+For an example with both correct and incorrect rollouts, GRPO's update is the sum of two
+parts: raise the correct responses (A > 0) and lower the incorrect ones (A < 0). The paper
+asks whether the second part undoes the first: (a) within the example (Fig 16a), and (b)
+against the incorrect rollouts of every example in the batch (Fig 16b). The authors released
+no code for it; we reuse the gradient set-up of `gradients.py` (§5.1) so the numbers compare:
+
+  - rollouts from the analysed policy (temperature / top_p / count of the GradientConfig),
+    advantages A = rewards z-scored within the example over *all* its rollouts; an example
+    whose rewards agree has no GRPO gradient and gets NaN;
+  - per-rollout loss -A * (mean over response tokens of log p) at temperature 1 (ratio 1 at
+    the analysed policy), gradients w.r.t. the fixed random LoRA adapter of `lora_policy`;
+  - correct = reward > 0, incorrect = reward <= 0; each side's gradient is the mean over up
+    to `max_each` (= g.max_correct) of its rollouts, drawn at random with a seeded rng.
+
+Sign convention. Both vectors are gradients of the GRPO *loss*, each with its own advantage
+sign already in it: g_correct = mean(-A_i grad m_i) with A_i > 0, g_incorrect = mean(-A_j
+grad m_j) with A_j < 0 (m = mean token log p). The update directions are -g_correct and
+-g_incorrect, and cos(g_correct, g_incorrect) = cos(-g_correct, -g_incorrect), so the cosine
+is that of the two *update* directions: negative means the step that pushes the incorrect
+responses down also pushes the correct ones down (interference); identical correct and
+incorrect responses give exactly -1.
+
+(b) Our choices: a "batch" is `batch_prompts` consecutive examples (the sampling chunk);
+its incorrect-rollout update is the sum over its examples of their g_incorrect, the example
+itself included, each example weighted equally (examples without variance add nothing, as in
+GRPO). A batch of one example gives cos_batch = cos_within.
+
+    split_gradients    (g_correct (D,), g_incorrect (D,)) of one example, or None
+    cosine             cosine of two flat vectors
+    batch_cosines      (b) for the examples of one batch
+    interference       sample, differentiate and measure a list of problems
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..config import GradientConfig
+from ..grpo import Group, pad_groups, token_logprobs
+from ..problems import Problem
+from ..sampling import SamplingParams, TorchSampler
+from ..tasks import Task
+
+COLUMNS = ["prompt_id", "rollouts", "correct", "cos_within", "cos_batch"]
+
+
+def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """The current .grad of `params` as one flat vector (D,); zeros where a grad is None."""
+    return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
+                      for p in params]).detach()
+
+
+def rollout_gradient(model, prompt_ids: list[int], responses: list[list[int]], adv: torch.Tensor,
+                     pad_id: int) -> torch.Tensor:
+    """Gradient (D,) w.r.t. the trainable (LoRA) params of mean_k [-adv_k * mean_t log p_k(t)].
+
+    responses: K token-id lists of one prompt; adv: (K,) their advantages.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = pad_groups([Group("x", prompt_ids, responses, [0.0] * len(responses))], pad_id)
+    model.zero_grad(set_to_none=True)
+    logp = token_logprobs(model, batch, 1.0, "none")  # (K, L-1)
+    mask = batch["response_mask"].to(logp.device)  # (K, L-1)
+    seq_mean = (logp * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (K,)
+    loss = (-adv.to(logp.device) * seq_mean).mean()
+    loss.backward()
+    out = flat_grad(params)
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def split_gradients(model, prompt_ids: list[int], responses: list[list[int]], rewards: list[float],
+                    pad_id: int, max_each: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(g_correct (D,), g_incorrect (D,)) of one example, or None when its rewards have no
+    variance (or no rollout is incorrect, possible only with non-binary rewards).
+
+    Each is the mean over up to `max_each` rollouts of that side (correct first, then
+    incorrect, drawn from `rng`) of the gradient of -A * mean_t log p; A = rewards z-scored
+    over all rollouts of the example (population std, as `gradients.example_gradient`).
+    """
+    r = torch.tensor(rewards, dtype=torch.float32)
+    if r.std(unbiased=False) == 0:
+        return None
+    adv = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)  # (n,)
+    correct = [i for i, x in enumerate(rewards) if x > 0]
+    incorrect = [i for i, x in enumerate(rewards) if x <= 0]
+    if not correct or not incorrect:
+        return None
+    out = []
+    for side in (correct, incorrect):
+        keep = rng.sample(side, min(max_each, len(side)))
+        out.append(rollout_gradient(model, prompt_ids, [responses[i] for i in keep], adv[keep], pad_id))
+    return out[0], out[1]
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine of two flat vectors; NaN if either is zero."""
+    na, nb = a.norm(), b.norm()
+    if na == 0 or nb == 0:
+        return float("nan")
+    return float(a @ b / (na * nb))
+
+
+def batch_cosines(splits: list[tuple[torch.Tensor, torch.Tensor] | None]) -> list[float]:
+    """(b) for one batch: cos(g_correct of example i, sum over the batch's examples of their
+    g_incorrect), NaN for an example without a split."""
+    incorrect = [s[1] for s in splits if s is not None]
+    if not incorrect:
+        return [float("nan")] * len(splits)
+    total = torch.stack(incorrect).sum(0)  # (D,)
+    return [cosine(s[0], total) if s is not None else float("nan") for s in splits]
+
+
+def interference(model_dir: str | Path, task: Task, problems: list[Problem], g: GradientConfig,
+                 max_new_tokens: int, batch_prompts: int = 16, rollouts: int | None = None) -> pd.DataFrame:
+    """Per example: prompt_id, rollouts, correct (count), cos_within (a), cos_batch (b).
+
+    Rollouts of batch b (problems[s: s + batch_prompts]) are sampled with seed g.seed + s, as
+    in `gradients.example_gradients`; `rollouts` overrides g.rollouts. Deterministic given g.
+    """
+    from ..gradients import lora_policy
+
+    n = g.rollouts if rollouts is None else rollouts
+    model = lora_policy(model_dir, g)
+    sampler = TorchSampler(model, task.tokenizer)
+    rng = random.Random(g.seed)
+    rows = []
+    for s in tqdm(range(0, len(problems), batch_prompts), desc="interference", unit="batch", mininterval=2):
+        chunk = problems[s: s + batch_prompts]
+        prompts = [task.prompt_ids(p) for p in chunk]
+        comps = sampler.generate(prompts, SamplingParams(n=n, temperature=g.temperature, top_p=g.top_p,
+                                                         max_new_tokens=max_new_tokens, seed=g.seed + s))
+        splits, stats = [], []
+        for j, p in enumerate(chunk):
+            cs = comps[j * n: (j + 1) * n]
+            rewards = [task.reward(p, c.text) for c in cs]
+            splits.append(split_gradients(model, prompts[j], [c.token_ids for c in cs], rewards,
+                                          task.tokenizer.pad_token_id, g.max_correct, rng))
+            stats.append((p.id, len(cs), int(sum(x > 0 for x in rewards))))
+        for (pid, k, c), sp, cb in zip(stats, splits, batch_cosines(splits)):
+            rows.append({"prompt_id": pid, "rollouts": k, "correct": c,
+                         "cos_within": cosine(*sp) if sp is not None else math.nan, "cos_batch": cb})
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -1,0 +1,1 @@
+"""Training stages beyond the baseline GRPO loop: oversampling with replay, SFT."""
