@@ -65,3 +65,24 @@ def test_permutation_test():
     assert gap == pytest.approx(0.1 / 3 - 1.04) and p < 0.05  # clearly lower: 1 of 56 labelings
     gap, p = permutation_test(vals, np.array([0, 0, 0, 1, 1, 1, 0, 0]), n=2000)
     assert p > 0.3
+
+
+def test_full_parameter_gradients_and_matrix_agreement(tiny_dir):
+    from unlearnability.gradients import full_policy, matrix_agreement, spearman, upper_pairs
+
+    d, tok = tiny_dir
+    g = GradientConfig()
+    model = full_policy(d)
+    prompt = tok("a = 3 . what is a ?")["input_ids"]
+    resp = [tok("answer 3", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+            tok("answer 4", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]]
+    vec = example_gradient(model, prompt, resp, [1.0, 0.0], g, tok.pad_token_id, random.Random(0))
+    assert vec.numel() == sum(p.numel() for p in model.parameters()) and vec.abs().max() > 0
+    C = np.array([[1.0, 0.2, 0.5], [0.2, 1.0, -0.1], [0.5, -0.1, 1.0]])
+    assert upper_pairs(C).tolist() == [0.2, 0.5, -0.1]
+    same = matrix_agreement(C, C)
+    assert same["pairs"] == 3 and abs(same["pearson"] - 1) < 1e-12 and abs(same["spearman"] - 1) < 1e-12
+    flipped = matrix_agreement(C, -C + 2 * np.eye(3))
+    assert flipped["spearman"] < -0.99
+    import pandas as pd
+    assert abs(spearman(pd.Series([1, 2, 3, 4]), pd.Series([1, 4, 9, 16])) - 1) < 1e-12  # monotone, not linear

@@ -57,3 +57,24 @@ def test_evaluate_on_ids_and_checkpoint_near(smoke_store):
         experiment.evaluate_checkpoint(run, 4, ids=["nope"])
     assert experiment.checkpoint_near(run, 0.42) == 2 and experiment.checkpoint_near(run, 1.0) == 4
     assert runs.is_done(run)
+
+
+def test_curriculum_two_stages(smoke_store):
+    import pandas as pd
+
+    cfg = load_config("smoke")
+    task = load_task(cfg, experiment.ensure_base_model(cfg))
+    ids = [p.id for p in task.train]
+    group_of = pd.Series({i: ("unlearnable" if k < 3 else "easy") for k, i in enumerate(ids)})
+    cur = experiment.curriculum("smoke", {"grpo": {"valid_every": 0}}, group_of, seed=1, stage1_steps=2, stage2_steps=2)
+    c1, c2 = experiment.load_run_config(cur.stage1), experiment.load_run_config(cur.stage2)
+    assert not set(c1.data.train_ids) & set(cur.unlearnable) and len(c1.data.train_ids) == len(ids) - 3
+    assert c2.data.train_ids == cur.unlearnable + cur.mixed_in and len(cur.mixed_in) == 3
+    assert set(cur.mixed_in) <= set(c1.data.train_ids)
+    assert c2.grpo.init_from == str(experiment.checkpoint_dir(cur.stage1, 2))
+    # stage 2's step 0 is stage 1's last checkpoint, not the base model
+    t0 = experiment.read_eval(experiment.evaluate_checkpoint(cur.stage2, 0, ids=cur.unlearnable))
+    assert str(cur.stage2) in str(experiment.evaluate_checkpoint(cur.stage2, 0, ids=cur.unlearnable))
+    assert sorted(t0.prompt_id) == sorted(cur.unlearnable)
+    with pytest.raises(ValueError, match="no unlearnable"):
+        experiment.curriculum("smoke", {}, group_of.replace("unlearnable", "easy"))

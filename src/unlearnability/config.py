@@ -138,6 +138,7 @@ class GRPOConfig:
     n_pos: int = late(1)  # positives kept in each downsampled group (the rest are negatives)
     replay_capacity: int = late(5)  # most recent positives buffered per prompt
     max_replay: int = late(2)  # times one buffered positive may be replayed (paper 2; authors' code 3)
+    init_from: str | None = late(None)  # start the policy and the KL reference from this checkpoint folder (curriculum stage 2)
 
 
 @dataclass

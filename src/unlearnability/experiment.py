@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
 
 from . import runs
-from .config import Config, config_from_dict
+from .config import Config, config_from_dict, load_config
 from .evaluate import evaluate_policy
 from .grpo import checkpoint_dir, train_grpo
 from .model import default_device, load_model
@@ -39,6 +40,10 @@ def run_grpo(cfg: Config) -> Path:
     """Run (or reuse / resume) the GRPO run of `cfg`; returns its folder."""
     set_threads()
     base = ensure_base_model(cfg)
+    if cfg.grpo.init_from:
+        base = Path(cfg.grpo.init_from)
+        if not (base / "config.json").exists():
+            raise FileNotFoundError(f"grpo.init_from={cfg.grpo.init_from}: not a model folder (no config.json)")
     task = load_task(cfg, base)
     return train_grpo(cfg, runs.grpo_dir(cfg), base, task)
 
@@ -55,7 +60,8 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
                         ids: list[str] | None = None) -> Path:
     """pass@k of the run's checkpoint at `step` (0 = the base model) on the train or valid split
     (`limit`: only its first N problems, e.g. for the calibration's quick loop; `ids`: only
-    these problems, e.g. the groups a chapter compares).
+    these problems, e.g. the groups a chapter compares, taken from the whole split even when
+    the run trained on a subset, `data.train_ids`).
 
     Writes `<name>.csv` (per problem: prompt_id, n, correct, pass@1, [exact_rate, mean_score])
     and `<name>-samples.csv.gz` (per sample) and returns the per-problem table's path. Step 0
@@ -65,9 +71,9 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     cfg = load_run_config(run_dir)
     if k is not None:
         cfg.eval.k = k
-    if step == 0:
+    if step == 0 and not cfg.grpo.init_from:
         return evaluate_base(cfg, split, keep_text, sampler, limit, ids)
-    src = checkpoint_dir(run_dir, step)
+    src = Path(cfg.grpo.init_from) if step == 0 else checkpoint_dir(run_dir, step)
     if not src.exists():
         have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
         raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
@@ -121,6 +127,10 @@ def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text:
     if out.exists():
         return out
     set_threads()
+    if ids is not None and cfg.data.train_ids is not None:  # ids pick from the whole split, not the run's subset
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_ids=None))
     task = load_task(cfg, ensure_base_model(cfg))
     problems = (task.train if split == "train" else task.valid)[:limit]
     if ids is not None:
@@ -179,8 +189,6 @@ def problem_table(problems) -> pd.DataFrame:
 
 def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
     """Run (or reuse) one GRPO run per seed of `profile` + `overrides`; {seed: run folder}."""
-    from .config import load_config
-
     run_dirs = {}
     for s in seeds:
         o = {**(overrides or {})}
@@ -237,13 +245,33 @@ def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None
 
 
 def gradient_similarity(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
-                        gradient_overrides: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Per-example gradient similarity at the base model (step 0) or a seed's checkpoint.
+                        gradient_overrides: dict | None = None,
+                        full: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-example gradient similarity at the base model (step 0) or a seed's checkpoint
+    (`full`: gradients w.r.t. every parameter instead of the LoRA adapter).
 
     group_of: group per prompt_id (e.g. `groups.classify(...)["group"]`).
     Returns (per example: prompt_id, group, avg_similarity; group pair means; sampling stats).
     Cached under the run store by the gradient config, the policy and the chosen examples.
     """
+    folder = _gradient_folder(study, group_of, step, seed, gradient_overrides, full, need_matrix=False)
+    return tuple(pd.read_csv(folder / n, dtype={"prompt_id": str}) for n in GRADIENT_FILES[:3])
+
+
+def gradient_matrix(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                    gradient_overrides: dict | None = None, full: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """(per example: prompt_id, group, avg_similarity; their cosine matrix (N, N), same order)."""
+    folder = _gradient_folder(study, group_of, step, seed, gradient_overrides, full, need_matrix=True)
+    return pd.read_csv(folder / "examples.csv", dtype={"prompt_id": str}), np.load(folder / "cosine.npy")
+
+
+GRADIENT_FILES = ("examples.csv", "pairs.csv", "stats.csv", "cosine.npy")
+
+
+def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | None,
+                     gradient_overrides: dict | None, full: bool, need_matrix: bool) -> Path:
+    """The analysis folder of one gradient-similarity computation, computed if missing (or if
+    `need_matrix` and it was written before the cosine matrix was kept)."""
     import dataclasses
     import hashlib
     import json
@@ -255,27 +283,30 @@ def gradient_similarity(study: Study, group_of: pd.Series, step: int = 0, seed: 
     chosen = sample_per_group(group_of, g.per_group, g.seed)
     seed = study.seeds[0] if seed is None else seed
     policy = ensure_base_model(cfg) if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
-    key = json.dumps({"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
-                      "max_new": cfg.eval.max_new_tokens}, sort_keys=True, default=str)
+    key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
+           "max_new": cfg.eval.max_new_tokens}
+    if full:
+        key["full"] = True  # (absent for LoRA: older caches stay valid)
+    key = json.dumps(key, sort_keys=True, default=str)
     folder = runs.home() / "analysis" / f"gradients-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    files = [folder / n for n in ("examples.csv", "pairs.csv", "stats.csv")]
-    if not all(f.exists() for f in files):
-        set_threads()
-        task = load_task(cfg, ensure_base_model(cfg))
-        by_id = task.by_id()
-        ids, G, stats = example_gradients(policy, task, [by_id[i] for i in chosen.index], g,
-                                          max_new_tokens=cfg.eval.max_new_tokens)
-        C = cosine_matrix(G) if len(ids) else None
-        grp = [chosen[i] for i in ids]
-        ex = pd.DataFrame({"prompt_id": ids, "group": grp,
-                           "avg_similarity": average_similarity(C) if C is not None else []})
-        pairs = group_pair_means(C, grp) if C is not None else pd.DataFrame(
-            columns=["group_a", "group_b", "mean_cosine", "pairs"])
-        stats["group"] = stats.prompt_id.map(chosen)
-        folder.mkdir(parents=True, exist_ok=True)
-        for df, f in zip((ex, pairs, stats), files):
-            df.to_csv(f, index=False)
-    return tuple(pd.read_csv(f, dtype={"prompt_id": str}) for f in files)
+    files = [folder / n for n in GRADIENT_FILES]
+    if all(f.exists() for f in (files if need_matrix else files[:3])):
+        return folder
+    set_threads()
+    task = load_task(cfg, ensure_base_model(cfg))
+    by_id = task.by_id()
+    ids, G, stats = example_gradients(policy, task, [by_id[i] for i in chosen.index], g,
+                                      max_new_tokens=cfg.eval.max_new_tokens, full=full)
+    C = cosine_matrix(G) if len(ids) else np.zeros((0, 0))
+    grp = [chosen[i] for i in ids]
+    ex = pd.DataFrame({"prompt_id": ids, "group": grp, "avg_similarity": average_similarity(C) if len(ids) else []})
+    pairs = group_pair_means(C, grp) if len(ids) else pd.DataFrame(columns=["group_a", "group_b", "mean_cosine", "pairs"])
+    stats["group"] = stats.prompt_id.map(chosen)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(files[3], C)
+    for df, f in zip((ex, pairs, stats), files):
+        df.to_csv(f, index=False)
+    return folder
 
 
 def _cached_table(kind: str, key: dict, compute) -> pd.DataFrame:
@@ -364,3 +395,44 @@ def checkpoint_near(run_dir: str | Path, fraction: float) -> int:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")
     target = fraction * load_run_config(run_dir).grpo.steps
     return min(steps, key=lambda s: (abs(s - target), s))
+
+
+
+@dataclass
+class Curriculum:
+    """The two stages of the paper's curriculum (A.5, Figure 18) for one seed."""
+
+    stage1: Path  # GRPO on the training set without the unlearnable examples
+    stage2: Path  # from stage 1's last checkpoint: the unlearnable examples + as many stage-1 examples
+    unlearnable: list[str]
+    mixed_in: list[str]  # the random stage-1 examples of stage 2
+
+
+def curriculum(profile: str, overrides: dict | None, group_of: pd.Series, seed: int = 1,
+               stage1_steps: int | None = None, stage2_steps: int | None = None) -> Curriculum:
+    """Run (or reuse) the curriculum: stage 1 trains on every training problem but the
+    unlearnable ones for `stage1_steps` (default: the preset's steps); stage 2 starts from its
+    last checkpoint and trains on the unlearnable problems plus an equal number of stage-1
+    problems drawn with `seed`, for `stage2_steps` (default: a third of stage 1)."""
+    import random
+
+    cfg = load_config(profile, overrides)
+    unl = sorted(group_of[group_of == "unlearnable"].index)
+    if not unl:
+        raise ValueError("curriculum: no unlearnable examples in the groups given")
+    task = load_task(cfg, ensure_base_model(cfg))
+    rest = [p.id for p in task.train if p.id not in set(unl)]
+    s1 = stage1_steps or cfg.grpo.steps
+    s2 = stage2_steps or max(1, s1 // 3)
+    every = max(1, min(cfg.grpo.checkpoint_every, s1, s2))
+    stage1 = run_grpo(load_config(profile, merge_overrides(overrides, {
+        "data": {"train_ids": rest}, "grpo": {"seed": seed, "steps": s1, "checkpoint_every": every}})))
+    mixed = sorted(random.Random(f"curriculum-{seed}").sample(rest, min(len(unl), len(rest))))
+    n2 = len(unl) + len(mixed)
+    stage2 = run_grpo(load_config(profile, merge_overrides(overrides, {
+        "data": {"train_ids": unl + mixed},
+        "grpo": {"seed": seed, "steps": s2, "checkpoint_every": every, "init_from": str(checkpoint_dir(stage1, s1)),
+                 "prompts_per_step": min(n2, cfg.grpo.prompts_per_step),
+                 "mini_batch_prompts": min(n2, cfg.grpo.mini_batch_prompts)}})))
+    return Curriculum(stage1, stage2, unl, mixed)
+

@@ -45,6 +45,16 @@ def lora_policy(model_dir: str | Path, g: GradientConfig):
     return peft_model
 
 
+def full_policy(model_dir: str | Path):
+    """The policy at `model_dir` with every parameter trainable (to check LoRA against)."""
+    from .model import load_model
+
+    model = load_model(model_dir)
+    model.eval()
+    model.requires_grad_(True)
+    return model
+
+
 def lora_params(model) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
@@ -71,12 +81,16 @@ def example_gradient(model, prompt_ids: list[int], responses: list[list[int]], r
 
 
 def example_gradients(model_dir: str | Path, task: Task, problems: list[Problem], g: GradientConfig,
-                      batch_prompts: int = 16, max_new_tokens: int = 128) -> tuple[list[str], torch.Tensor, pd.DataFrame]:
-    """Gradients of `problems` at the policy in `model_dir`.
+                      batch_prompts: int = 16, max_new_tokens: int = 128,
+                      full: bool = False) -> tuple[list[str], torch.Tensor, pd.DataFrame]:
+    """Gradients of `problems` at the policy in `model_dir`, w.r.t. the LoRA adapter (or, with
+    `full`, every parameter: the paper's check that LoRA similarity tracks the full one). The
+    rollouts are the same either way (a fresh LoRA adapter has B = 0, so it leaves the policy
+    unchanged).
 
     returns (ids kept, gradients (N_kept, D), per-example stats: prompt_id, rollouts, correct, kept)
     """
-    model = lora_policy(model_dir, g)
+    model = full_policy(model_dir) if full else lora_policy(model_dir, g)
     sampler = TorchSampler(model, task.tokenizer)
     rng = random.Random(g.seed)
     ids, grads, stats = [], [], []
@@ -153,3 +167,22 @@ def permutation_test(values: np.ndarray, in_group: np.ndarray, n: int = 10000, s
         g[perm[:k]] = True
         hits += values[g].mean() - values[~g].mean() <= gap
     return float(gap), (hits + 1) / (n + 1)
+
+
+def upper_pairs(C: np.ndarray) -> np.ndarray:
+    """The (i < j) entries of a square matrix, row by row: (N (N - 1) / 2,)."""
+    return C[np.triu_indices(C.shape[0], k=1)]
+
+
+def matrix_agreement(a: np.ndarray, b: np.ndarray) -> dict:
+    """Pearson and Spearman correlation of two cosine matrices over the same examples (their
+    pairs i < j), and of the examples' average similarities."""
+    pa, pb = pd.Series(upper_pairs(a)), pd.Series(upper_pairs(b))
+    ea, eb = pd.Series(average_similarity(a)), pd.Series(average_similarity(b))
+    return {"pairs": len(pa), "pearson": pa.corr(pb), "spearman": spearman(pa, pb),
+            "examples": len(ea), "avg_pearson": ea.corr(eb), "avg_spearman": spearman(ea, eb)}
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    """Spearman's rank correlation (Pearson on average ranks; no scipy needed)."""
+    return a.rank().corr(b.rank())

@@ -113,3 +113,14 @@ def switches(labels: pd.DataFrame, exclude_easy: bool = True) -> dict:
         for b in cols[i + 1:]:
             out[f"{a} vs {b}"] = float((lab[a] != lab[b]).mean()) if len(lab) else 0.0
     return out
+
+
+def focus_ids(group_of: pd.Series, easy_sample: int = 100, seed: int = 0) -> list[str]:
+    """The examples the §4 / §5 chapters evaluate at their checkpoints: every learnable and
+    unlearnable example and `easy_sample` easy ones drawn with `seed` (sorted ids)."""
+    import numpy as np
+
+    hard = sorted(group_of[group_of.isin(["learnable", "unlearnable"])].index)
+    easy = sorted(group_of[group_of == "easy"].index)
+    pick = np.random.default_rng(seed).choice(easy, size=min(easy_sample, len(easy)), replace=False) if easy else []
+    return hard + sorted(str(x) for x in pick)
