@@ -265,8 +265,11 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
           file=sys.stderr, flush=True)
     start = time.time()
     try:
+        # progress: the library's own bars (pretraining tokens, GRPO steps, sampling batches)
+        # stream from the kernel's stderr to the terminal, instead of Papermill's cell counter
         pm.execute_notebook(str(chapter.source), str(chapter.output), parameters=parameters,
-                            kernel_name=kernel_name(), progress_bar=progress, cwd=str(root))
+                            kernel_name=kernel_name(), progress_bar=False, cwd=str(root),
+                            stderr_file=sys.stderr if progress else None)
     except PapermillExecutionError as err:
         where = _failed_cell(chapter.source, err.source)
         raise ChapterError(f"chapter {chapter.name!r} failed in {source}, {where}, "

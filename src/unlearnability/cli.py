@@ -6,6 +6,8 @@
     unlearn groups --preset default --out groups.csv [--seeds 1 42 37] [--tau 0.1]
     unlearn sft --preset default --groups groups.csv [--responses FILE] [--set sft.epochs=5 ...]
     unlearn presets
+    unlearn augment --problems FILE.jsonl --out DIR --base-url URL --model NAME [--check-model NAME]
+    unlearn judge --samples FILE --problems FILE.jsonl --out CSV --base-url URL --model NAME
     unlearn chapter NAME --profile default [-p key=value ...]        (book.py)
     unlearn book --profile default                                    (book.py)
     unlearn verl export|ingest ...                                    (cli_verl.py)
@@ -85,6 +87,76 @@ def cmd_sft(args) -> int:
     return 0
 
 
+def _llm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-url", required=True, metavar="URL",
+                   help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1")
+    p.add_argument("--model", required=True, metavar="NAME", help="model name as the server knows it")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="NAME of the environment variable holding the API key (default: OPENAI_API_KEY); "
+                        "the key itself is never passed on the command line")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: 8)")
+    p.add_argument("--max-tokens", type=int, default=None, help="token limit per reply (default: none)")
+
+
+def _llm_config(args, model: str | None = None, base_url: str | None = None, key_env: str | None = None):
+    from .backends.llm import LLMConfig
+
+    return LLMConfig(base_url=base_url or args.base_url, model=model or args.model,
+                     api_key_env=key_env or args.api_key_env, concurrency=args.concurrency,
+                     max_tokens=args.max_tokens)
+
+
+def cmd_augment(args) -> int:
+    from .backends.llm import LLMError
+    from .world.llm_augment import augment_file
+
+    gen = _llm_config(args)
+    check = _llm_config(args, args.check_model, args.check_base_url, args.check_api_key_env)
+    try:
+        s = augment_file(args.problems, args.out, gen, check, n_similar=args.n_similar, limit=args.limit,
+                         json_mode=args.json_mode)
+    except LLMError as e:
+        print(f"unlearn augment: error: {e}", file=sys.stderr)
+        return 2
+    r = s.report
+    print(f"kept {r['kept_total']} {r['kept']}, rejected {r['rejected_total']} {r['rejected']}, "
+          f"{r['sources_done']} of {r['sources_in_input']} sources done ({s.skipped} skipped as already done)",
+          file=sys.stderr)
+    for sid, err in s.failed.items():
+        print(f"unlearn augment: source {sid!r} failed (rerun to retry): {err}", file=sys.stderr)
+    print(s.out)
+    return 1 if s.failed else 0
+
+
+def cmd_judge(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .analysis.judge import judge_table
+    from .backends.llm import LLMError
+    from .mathdata import load_math_file
+
+    path = Path(args.samples)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: samples file not found")
+    samples = (pd.read_parquet(path) if path.suffix == ".parquet" else
+               pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_csv(path))
+    if args.only_correct and "reward" in samples.columns:
+        samples = samples[samples["reward"] > 0]
+    problems = {p.id: p for p in load_math_file(args.problems, split="input", name=Path(args.problems).name)}
+    try:
+        table = judge_table(_llm_config(args), problems, samples, cache=args.cache)
+    except LLMError as e:
+        print(f"unlearn judge: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unlearn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,6 +205,45 @@ def build_parser() -> argparse.ArgumentParser:
                         "filtered by the task's reward (needed at paper scale; default on the testbed: its worked "
                         "solutions)")
     p.set_defaults(func=cmd_sft)
+
+    p = sub.add_parser("augment", help="LLM augmentation (paper §5.3): similar problems and subproblems, "
+                       "answers cross-checked; prints the output jsonl",
+                       description="For each input problem ask an OpenAI-compatible model for N similar problems "
+                       "and a decomposition into subproblems (each with answer and step-by-step solution), have a "
+                       "checker model solve each one independently, and keep those whose answers math-verify finds "
+                       "equivalent. Writes OUT/augmented.jsonl (datasets-loadable: id, question, answer, solution, "
+                       "kind, source_id, generator_model, checker_model), OUT/rejections.jsonl and OUT/report.json. "
+                       "Resumable: rerun the same command and finished sources are skipped. The API key is read "
+                       "from the environment variable named by --api-key-env.")
+    p.add_argument("--problems", required=True, metavar="FILE",
+                   help="input .jsonl / .parquet (MATH layout: problem/solution/answer, or Problem records)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; reused to resume)")
+    _llm_args(p)
+    p.add_argument("--check-model", default=None, metavar="NAME",
+                   help="model that solves each generated problem to cross-check its answer (paper: "
+                        "Gemini-2.5-pro; default: --model itself, a weaker self-check)")
+    p.add_argument("--check-base-url", default=None, metavar="URL", help="checker endpoint (default: --base-url)")
+    p.add_argument("--check-api-key-env", default=None, metavar="VAR",
+                   help="env var with the checker's key (default: --api-key-env)")
+    p.add_argument("--n-similar", type=int, default=5, help="similar problems per source (paper: 5)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N input problems")
+    p.add_argument("--json-mode", action="store_true",
+                   help="also send response_format=json_object (if the server supports it)")
+    p.set_defaults(func=cmd_augment)
+
+    p = sub.add_parser("judge", help="LLM judge of reasoning quality 0-5 (paper §5.2); prints the output csv",
+                       description="Score each response of a samples table (prompt_id, sample, response[, reward]) "
+                       "0-5 with an LLM judge; writes prompt_id, sample, score, rationale. Verdicts are cached "
+                       "(--cache) so a rerun costs nothing.")
+    p.add_argument("--samples", required=True, metavar="FILE", help="samples table: .csv, .parquet or .jsonl")
+    p.add_argument("--problems", required=True, metavar="FILE", help="the problems (.jsonl / .parquet)")
+    p.add_argument("--out", required=True, metavar="CSV", help="where to write the verdicts")
+    _llm_args(p)
+    p.add_argument("--cache", default=None, metavar="JSONL",
+                   help="verdict cache (default: $UNLEARN_HOME/judge/cache.jsonl)")
+    p.add_argument("--all", dest="only_correct", action="store_false",
+                   help="judge every row (default: only rows with reward > 0 when there is a reward column)")
+    p.set_defaults(func=cmd_judge)
 
     for module, fn in (("book", "add_book_commands"), ("cli_verl", "add_verl_commands")):
         try:

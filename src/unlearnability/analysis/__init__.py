@@ -4,6 +4,8 @@
     dynamics       per-group curves over training, and the measured verdict of an intervention
     likelihood     reference log-likelihood of correct rollouts (§4.2, Figure 3)
     interference   correct vs incorrect rollouts' gradients (A.3, Figure 16)
+    quality        reasoning score of correct rollouts per group, Table 2's pick (§5.2)
+    judge          an LLM judge (0-5) with the step checker's interface (paper scale)
 
-`calibration` and `dynamics` are pure functions of run tables; `likelihood` and
-`interference` score or sample with a policy."""
+`calibration`, `dynamics` and `quality` are pure functions of run tables; `likelihood` and
+`interference` score or sample with a policy; `judge` calls an OpenAI-compatible server."""

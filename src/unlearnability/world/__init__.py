@@ -1,5 +1,6 @@
 """The testbed world: procedural verifiable problems, worked solutions, a step checker,
-augmentation and a word-level tokenizer."""
+augmentation and a word-level tokenizer. (`world.llm_augment` is the paper-scale
+augmentation through an OpenAI-compatible model, `unlearn augment`; not imported here.)"""
 
 from .checker import StepReport, check_steps, exact_reward, extract_answer
 from .generator import (SKILLS, Graph, coverage_class, graph_of, pretraining_stream,
