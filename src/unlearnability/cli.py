@@ -8,6 +8,7 @@
     unlearn presets
     unlearn augment --problems FILE.jsonl --out DIR --base-url URL --model NAME [--check-model NAME]
     unlearn judge --samples FILE --problems FILE.jsonl --out CSV --base-url URL --model NAME
+    unlearn screen --preset default --out screen.csv [--split train] [--threshold 0.5] [--groups CSV]
     unlearn chapter NAME --profile default [-p key=value ...]        (book.py)
     unlearn book --profile default                                    (book.py)
     unlearn verl export|ingest ...                                    (cli_verl.py)
@@ -84,6 +85,29 @@ def cmd_sft(args) -> int:
     overrides, sft = split_overrides(parse_set(args.overrides))
     cfg = load_config(args.preset, overrides)
     print(run_sft(cfg, read_groups(args.groups), sft_config(sft), args.responses))
+    return 0
+
+
+def cmd_screen(args) -> int:
+    from pathlib import Path
+
+    from .analysis.forecast import preset_labels, screen
+
+    source, group_of = preset_labels(args.preset, parse_set(args.overrides), args.seeds, args.groups, args.tau)
+    res = screen(source, group_of, args.split, "all" if args.all else "hard", args.threshold, args.folds,
+                 args.cv_seed, args.tau, gradients=args.gradients, loglik=args.loglik, sampler=args.sampler,
+                 gradient_overrides={"rollouts": args.gradient_rollouts} if args.gradient_rollouts else None)
+    f = res.forecaster
+    if f.note:
+        print(f"unlearn screen: note: {f.note}", file=sys.stderr)
+    else:
+        print(f"fitted on {f.n} labelled examples ({f.positives} unlearnable); coefficients:\n"
+              + f.coefficients().to_string(index=False), file=sys.stderr)
+    print(res.table["verdict"].value_counts().to_string(), file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res.table.to_csv(out, index=False)
+    print(out)
     return 0
 
 
@@ -244,6 +268,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", dest="only_correct", action="store_false",
                    help="judge every row (default: only rows with reward > 0 when there is a reward column)")
     p.set_defaults(func=cmd_judge)
+
+    p = sub.add_parser("screen", help="forecast unlearnable examples from the initial policy (beyond the paper); "
+                       "writes a csv of features, forecast and verdict per example",
+                       description="Fit an L2 logistic regression of unlearnable (1) vs learnable (0) on features of "
+                       "the initial policy only (pass@1 / pass@4 of its k samples, luck, step-checker quality of its "
+                       "correct samples, LoRA-gradient similarity with easy examples, log-likelihood of its correct "
+                       "samples, problem metadata), using the labels of the preset's §3 study (run or cached) or of "
+                       "--groups; then forecast every hard example with a positive (train split), every example "
+                       "with initial pass@1 <= tau (valid split), or every example (--all). Columns: prompt_id, "
+                       "group, label, the features (analysis/forecast.py), forecast (P(unlearnable)), forecast_oof "
+                       "(out-of-fold, labelled examples only), verdict. With one class in the labels no model can "
+                       "be fitted: the forecast is the base rate, and a note says so.")
+    _preset_args(p)
+    p.add_argument("--out", required=True, metavar="CSV", help="where to write the per-example table")
+    p.add_argument("--split", choices=["train", "valid"], default="train", help="which problems to screen (default: train)")
+    p.add_argument("--all", action="store_true", help="screen every example of the split, not only the hard ones")
+    p.add_argument("--threshold", type=float, default=0.5, help="verdict 'unlearnable' when forecast >= this (default: 0.5)")
+    p.add_argument("--groups", default=None, metavar="CSV",
+                   help="labels from this csv (prompt_id,group, e.g. `unlearn groups` output) instead of the §3 study")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 42, 37], help="GRPO seeds of the §3 study (paper: 1 42 37)")
+    p.add_argument("--tau", type=float, default=0.1, help="pass@1 threshold of the groups (paper: 0.1)")
+    p.add_argument("--gradients", choices=["targets", "analysis", "none"], default="targets",
+                   help="gradient similarity: targets (every screened example, label-free), analysis (reuse the §5 "
+                        "analysis; its coverage depends on the labels) or none (default: targets)")
+    p.add_argument("--gradient-rollouts", type=int, default=None, metavar="N",
+                   help="rollouts per example for the gradients (default: the preset's gradients.rollouts)")
+    p.add_argument("--loglik", choices=["samples", "analysis", "none"], default="samples",
+                   help="log-likelihood of correct rollouts: from the pass@k samples, the §4 analysis, or none")
+    p.add_argument("--sampler", choices=["torch", "vllm"], default="torch",
+                   help="sampler of the initial pass@k evaluation: torch, or vllm (GPU, the [gpu] extra)")
+    p.add_argument("--folds", type=int, default=5, help="folds of the out-of-fold forecast (default: 5)")
+    p.add_argument("--cv-seed", type=int, default=0, help="seed of the folds (default: 0)")
+    p.set_defaults(func=cmd_screen)
 
     for module, fn in (("book", "add_book_commands"), ("cli_verl", "add_verl_commands")):
         try:

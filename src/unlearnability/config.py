@@ -7,6 +7,7 @@ down and say so in `notes`. The full resolved config (and the seed) names a run'
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -24,7 +25,10 @@ LATE = {"omit_at_default": True}
 
 
 def late(default: Any) -> Any:
-    """A field added after runs were cached: in the cache key only when it differs from `default`."""
+    """A field added after runs were cached: in the cache key only when it differs from `default`
+    (a whole section too: `late(SectionConfig())` is left out while every field holds its default)."""
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=LATE)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=LATE)
     return field(default=default, metadata=LATE)
@@ -102,6 +106,10 @@ class DataConfig:
     template: str = "testbed"  # testbed | qwen-boxed | question-answer
     limit: int | None = None  # keep only the first N training problems (None = all)
     train_ids: list[str] | None = late(None)  # train only on these problem ids (Fig 15b: one group alone)
+    # testbed augmentation (paper §5.3; world/augment.py): the training problems kept plus their
+    # similar problems / subproblems, e.g. {kinds: [similar, subproblem], n_similar: 5, seed: 0,
+    # ids: null (augment every kept problem) or [ids]}; missing keys get AUGMENT_DEFAULTS
+    augment: dict[str, Any] | None = late(None)
 
 
 @dataclass
@@ -170,6 +178,23 @@ class GradientConfig:
 
 
 @dataclass
+class MidtrainConfig:
+    """Mid-training (paper §5.4, OctoThinker; `midtrain.py`): continued pretraining of the base
+    model on worked solutions weighted toward the tiers and skills hard problems need. Off while
+    `mixture` is null; when set, `pretrain.ensure_base_model` returns the mid-trained model, so
+    GRPO, pass@k and the gradient analyses of that config start from it."""
+
+    mixture: str | None = None  # null = off; a name in midtrain.MIXTURES: hybrid | long | pretrain
+    tier_weights: dict[int, float] | None = None  # tier -> relative weight; replaces the mixture's
+    skill_weights: dict[str, float] | None = None  # skill -> relative weight; replaces the mixture's
+    styles: dict[str, float] | None = None  # response styles and shares; replaces the mixture's
+    tokens: int | None = None  # tokens of continued training; None: a seventh of pretrain.tokens (default 2M)
+    lr: float = 5e-4  # peak; warm-up then cosine decay to lr * pretrain.min_lr_ratio
+    warmup_steps: int = 50
+    seed: int = 0  # which problems the mid-training stream draws (and torch's seed)
+
+
+@dataclass
 class Config:
     name: str = "custom"
     notes: str = ""  # where and why this preset departs from the paper
@@ -180,6 +205,7 @@ class Config:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gradients: GradientConfig = field(default_factory=GradientConfig)
+    midtrain: MidtrainConfig = late(MidtrainConfig())  # a late section: out of every key while off
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,7 +214,8 @@ class Config:
         """Short hash of the named sections (all if none): the cache key of what they produce.
         Fields marked `late` are left out while they hold their default."""
         d = _cache_dict(self)
-        keep = {k: d[k] for k in (sections or tuple(d)) if k not in ("name", "notes")}
+        # (a late section at its default is absent from d, so it adds nothing)
+        keep = {k: d[k] for k in (sections or tuple(d)) if k not in ("name", "notes") and k in d}
         blob = json.dumps(keep, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -280,8 +307,46 @@ def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None
     return cfg
 
 
+AUGMENT_KINDS = ("similar", "subproblem")  # what data.augment.kinds may name (world/augment.py)
+AUGMENT_DEFAULTS: dict[str, Any] = {"ids": None, "kinds": list(AUGMENT_KINDS), "n_similar": 5, "seed": 0}
+
+
+def check_augment(spec: Any) -> dict[str, Any] | None:
+    """`data.augment` checked, with AUGMENT_DEFAULTS filled in and kinds in canonical order (so
+    two spellings of one augmentation share a cache key); a ConfigError names the bad key."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"data.augment: expected a mapping such as {{kinds: [similar], n_similar: 5}}, got {spec!r}")
+    unknown = sorted(set(spec) - set(AUGMENT_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"data.augment: unknown key {unknown[0]!r}; valid keys: {', '.join(AUGMENT_DEFAULTS)}")
+    out = {**AUGMENT_DEFAULTS, **spec}
+    kinds = out["kinds"]
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    if not isinstance(kinds, list) or not kinds:
+        raise ConfigError(f"data.augment.kinds: expected a non-empty list of {list(AUGMENT_KINDS)}, got {kinds!r}")
+    bad = [k for k in kinds if k not in AUGMENT_KINDS]
+    if bad:
+        raise ConfigError(f"data.augment.kinds: unknown kind {bad[0]!r}; known: {', '.join(AUGMENT_KINDS)}")
+    out["kinds"] = [k for k in AUGMENT_KINDS if k in kinds]
+    for key in ("n_similar", "seed"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < 0:
+            raise ConfigError(f"data.augment.{key}: expected a non-negative integer, got {out[key]!r}")
+    if "similar" in out["kinds"] and out["n_similar"] < 1:
+        raise ConfigError("data.augment.n_similar: must be >= 1 when kinds has 'similar'")
+    ids = out["ids"]
+    if ids is not None and (not isinstance(ids, list) or not ids):
+        raise ConfigError(f"data.augment.ids: expected null (every kept training problem) or a non-empty list "
+                          f"of training problem ids, got {ids!r}")
+    out["ids"] = None if ids is None else [str(i) for i in ids]
+    return out
+
+
 def _check_types(cfg: Config) -> None:
     """Coerce ints given for float fields and reject obviously wrong types, naming the key."""
+    cfg.data.augment = check_augment(cfg.data.augment)
     for section in dataclasses.fields(cfg):
         obj = getattr(cfg, section.name)
         if not dataclasses.is_dataclass(obj):

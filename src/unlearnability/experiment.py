@@ -268,6 +268,22 @@ def gradient_matrix(study: Study, group_of: pd.Series, step: int = 0, seed: int 
 GRADIENT_FILES = ("examples.csv", "pairs.csv", "stats.csv", "cosine.npy")
 
 
+def analysis_setup(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                   gradient_overrides: dict | None = None):
+    """What every per-example analysis of a policy starts from: (the gradient config with
+    `gradient_overrides`, the examples it samples: up to `per_group` per group with its seed,
+    the policy folder: the base model at step 0, else seed's checkpoint at `step`)."""
+    import dataclasses
+
+    from .gradients import sample_per_group
+
+    g = dataclasses.replace(study.cfg.gradients, **(gradient_overrides or {}))
+    chosen = sample_per_group(group_of, g.per_group, g.seed)
+    seed = study.seeds[0] if seed is None else seed
+    policy = ensure_base_model(study.cfg) if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
+    return g, chosen, policy
+
+
 def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | None,
                      gradient_overrides: dict | None, full: bool, need_matrix: bool) -> Path:
     """The analysis folder of one gradient-similarity computation, computed if missing (or if
@@ -276,13 +292,10 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
     import hashlib
     import json
 
-    from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means, sample_per_group
+    from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means
 
     cfg = study.cfg
-    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
-    chosen = sample_per_group(group_of, g.per_group, g.seed)
-    seed = study.seeds[0] if seed is None else seed
-    policy = ensure_base_model(cfg) if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
+    g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
     key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
            "max_new": cfg.eval.max_new_tokens}
     if full:
@@ -337,14 +350,10 @@ def reference_logliks(study: Study, group_of: pd.Series, step: int = 0, seed: in
 
     from .analysis.likelihood import rollout_logliks
     from .evaluate import rollouts
-    from .gradients import sample_per_group
 
     cfg = study.cfg
-    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
-    chosen = sample_per_group(group_of, g.per_group, g.seed)
-    seed = study.seeds[0] if seed is None else seed
+    g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
     base = ensure_base_model(cfg)
-    policy = base if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
 
     def compute() -> pd.DataFrame:
         task = load_task(cfg, base)
@@ -368,13 +377,9 @@ def interference_at(study: Study, group_of: pd.Series, step: int = 0, seed: int 
     import dataclasses
 
     from .analysis.interference import interference
-    from .gradients import sample_per_group
 
     cfg = study.cfg
-    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
-    chosen = sample_per_group(group_of, g.per_group, g.seed)
-    seed = study.seeds[0] if seed is None else seed
-    policy = ensure_base_model(cfg) if step == 0 else checkpoint_dir(study.run_dirs[seed], step)
+    g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
 
     def compute() -> pd.DataFrame:
         task = load_task(cfg, ensure_base_model(cfg))

@@ -3,6 +3,7 @@
 Testbed: build the word-level tokenizer and a tiny Qwen2, pretrain it from scratch on worked
 solutions drawn with the preset's skill coverage (never on a training or validation
 problem), cache it under `runs/base/<hash>`. Paper scale: the hub id is the base model.
+With `midtrain.mixture` set (paper §5.4), the base model is the mid-trained one (`midtrain.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from .world import build_tokenizer, pretraining_stream, train_valid_split
 
 def ensure_base_model(cfg: Config, quiet: bool = False) -> Path | str:
     """Folder of the pretrained testbed model (trained now if missing), or the hub id."""
+    if cfg.midtrain.mixture is not None:  # hook: mid-training on, so the mid-trained model is the base
+        from .midtrain import ensure_midtrained
+
+        return ensure_midtrained(cfg, quiet)
     if cfg.model.hub_id:
         return cfg.model.hub_id
     folder = runs.base_dir(cfg)

@@ -36,11 +36,28 @@ class Task:
 
 def load_task(cfg: Config, base: str | Path) -> Task:
     """The task for `cfg`, tokenised with the base model's tokenizer at `base`
-    (`data.train_ids`: only those training problems, in the given order)."""
+    (`data.train_ids`: only those training problems, in the given order; `data.augment`: then
+    their augmentations appended, see `augment_train`)."""
     task = _load_task(cfg, base)
     if cfg.data.train_ids is not None:
         task.train = subset(task.train, cfg.data.train_ids)
+    if cfg.data.augment is not None:
+        task.train = augment_train(cfg, task)
     return task
+
+
+def augment_train(cfg: Config, task: Task) -> list[Problem]:
+    """Hook for `data.augment` (paper §5.3): the task's training problems followed by their
+    testbed augmentations (`world.augment.augment_training_set`; none equals a validation
+    question). Testbed only: at paper scale, train on `unlearn augment`'s file instead."""
+    if task.source != "testbed":
+        raise ValueError(f"data.augment: generated augmentation needs data.source=testbed (got {task.source!r}); "
+                         "at paper scale write the augmented set with `unlearn augment` and train on it (data.train)")
+    from .config import check_augment
+    from .world.augment import augment_training_set
+
+    return augment_training_set(task.train, check_augment(cfg.data.augment), {p.question for p in task.valid},
+                                cfg.world.const_max, cfg.world.coverage)
 
 
 def subset(problems: list[Problem], ids: list[str], what: str = "data.train_ids") -> list[Problem]:

@@ -6,6 +6,8 @@
     interference   correct vs incorrect rollouts' gradients (A.3, Figure 16)
     quality        reasoning score of correct rollouts per group, Table 2's pick (§5.2)
     judge          an LLM judge (0-5) with the step checker's interface (paper scale)
+    augmentation   GRPO on augmented data; gradient similarity with own augmentations (§5.3, Figure 10)
+    midtraining    gradient similarity of difficult examples, base vs mid-trained (§5.4, Figure 11)
 
 `calibration`, `dynamics` and `quality` are pure functions of run tables; `likelihood` and
 `interference` score or sample with a policy; `judge` calls an OpenAI-compatible server."""

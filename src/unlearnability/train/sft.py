@@ -449,7 +449,8 @@ def sft_key(base: str | Path, sft: SFTConfig, examples: pd.Series, responses: di
         "sft": dataclasses.asdict(sft),
         "examples": sorted(examples.items()),
         "responses": hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest(),
-        "data": dataclasses.asdict(cfg.data),
+        # data.augment (added later) is left out: SFT trains on the chosen ids only, which it does not change
+        "data": {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "augment"},
         "eval": {k: v for k, v in dataclasses.asdict(cfg.eval).items() if k != "k"},
         "autocast": cfg.model.autocast,
         "scoring": SCORING_VERSION,

@@ -1,0 +1,161 @@
+"""Augmentation (paper §5.3): GRPO on augmented data, and Figure 10's gradient similarity.
+
+What the paper did: GPT-5 wrote 5 similar problems ("solved with the same strategy") and a
+decomposition into subproblems, each with answer and solution, for every unlearnable example
+and 100 random learnable ones; Gemini-2.5-pro cross-checked the answers. Three GRPO runs with
+the baseline's hyperparameters trained on the unlearnable examples plus (1) their similar
+problems, (2) their subproblems, (3) both. Figure 8: pass@1 / pass@16 of the original
+unlearnable examples over training; Figure 9: reward of the augmented data against the
+original easy / learnable examples; Figure 10: per unlearnable / learnable example, gradient
+similarity with the training set against similarity with its own augmented problems.
+
+What this module does (testbed; the augmentations are `world.augment`'s exact ones):
+
+    COMPOSITIONS, augmentation_changes(ids, composition)  the config changes of one run:
+        {"data": {"train_ids": ids, "augment": {"kinds": [...], ...}}}
+    augmentation_runs(profile, seeds, overrides, ids)     {composition: {seed: run folder}}
+    augmentation_table(problems)                          prompt_id -> source_id, kind
+    augmentation_gradients(study, group_of)               Figure 10's gradients, one row per
+                                                          example analysed (cached)
+    augmentation_similarity(study, group_of)              Figure 10: one row per source example
+
+Simplifications: no answer cross-check (the generator's answers are exact); when the
+augmented set is smaller than `grpo.prompts_per_step`, the runs' prompts per step and
+mini-batch are cut to its size (as `experiment.curriculum` does); Figure 10's "training set" is
+§5.1's sample (`gradients.per_group` examples of each of easy / learnable / unlearnable, the
+seed of Figure 1c), similarity with it excludes the example itself; its sources are the
+sampled examples of the groups asked (default learnable and unlearnable), not "every
+unlearnable and 100 random learnable" unless `per_group` covers them; an example (original or
+augmented) whose rollouts all get the same reward has no gradient and is left out, as in §5.1
+(`kept` says which); rollout seeds depend on an example's position in the batch
+(`gradients.example_gradients`), so an original's gradient here is not bit-identical to
+Figure 1c's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import AUGMENT_DEFAULTS, AUGMENT_KINDS, check_augment, load_config
+from ..problems import Problem
+from ..world.augment import augmentation_kind, augmentations
+
+# composition -> augmentation kinds (paper: similar, subproblems, both)
+COMPOSITIONS: dict[str, list[str]] = {"similar": ["similar"], "subproblem": ["subproblem"],
+                                      "both": ["similar", "subproblem"]}
+
+
+def augmentation_changes(ids: list[str], composition: str, n_similar: int = 5, seed: int = 0) -> dict:
+    """Config changes of one composition: train on `ids` (e.g. the unlearnable group) plus
+    their augmentations of the composition's kinds."""
+    if composition not in COMPOSITIONS:
+        raise ValueError(f"composition {composition!r}: choose one of {', '.join(COMPOSITIONS)}")
+    return {"data": {"train_ids": list(ids), "augment": {"kinds": COMPOSITIONS[composition],
+                                                          "n_similar": n_similar, "seed": seed}}}
+
+
+def augmentation_runs(profile: str, seeds: list[int], overrides: dict | None, ids: list[str],
+                      compositions: tuple[str, ...] = ("similar", "subproblem", "both"), n_similar: int = 5,
+                      seed: int = 0) -> dict[str, dict[int, Path]]:
+    """Run (or reuse) GRPO on `ids` plus their augmentations, per composition and seed, with
+    the profile's GRPO settings; {composition: {seed: run folder}}."""
+    from ..experiment import ensure_base_model, load_task, merge_overrides, variant_runs
+
+    out = {}
+    for comp in compositions:
+        changes = augmentation_changes(ids, comp, n_similar, seed)
+        cfg = load_config(profile, merge_overrides(overrides, changes))
+        n = len(load_task(cfg, ensure_base_model(cfg)).train)
+        if n < cfg.grpo.prompts_per_step:  # a small set: one epoch per step at most
+            changes["grpo"] = {"prompts_per_step": n, "mini_batch_prompts": min(n, cfg.grpo.mini_batch_prompts)}
+        out[comp] = variant_runs(profile, seeds, overrides, changes)
+    return out
+
+
+def augmentation_table(problems: list[Problem]) -> pd.DataFrame:
+    """One row per problem: prompt_id, source_id (itself for an original), kind (original |
+    similar | subproblem). (N, 3)"""
+    rows = [(p.id, *augmentation_kind(p)) for p in problems]
+    return pd.DataFrame(rows, columns=["prompt_id", "source_id", "kind"])
+
+
+def similarity_rows(ids: list[str], C: np.ndarray, reference: list[str], source_of: dict[str, str]) -> pd.DataFrame:
+    """Per example with a gradient: sim_train = mean cosine with the `reference` examples that
+    have one (itself excluded), sim_source = cosine with its source's gradient (NaN for an
+    original or when the source has none). ids: (N,) in the order of C (N, N)."""
+    pos = {i: k for k, i in enumerate(ids)}
+    ref = np.array([pos[i] for i in reference if i in pos], dtype=int)
+    rows = []
+    for i in ids:
+        k = pos[i]
+        others = ref[ref != k]
+        src = source_of.get(i, i)
+        rows.append({"prompt_id": i,
+                     "sim_train": float(C[k, others].mean()) if len(others) else float("nan"),
+                     "sim_source": float(C[k, pos[src]]) if src != i and src in pos else float("nan")})
+    return pd.DataFrame(rows, columns=["prompt_id", "sim_train", "sim_source"])
+
+
+def augmentation_gradients(study, group_of: pd.Series, sources: tuple[str, ...] = ("learnable", "unlearnable"),
+                           kinds: list[str] | None = None, n_similar: int = AUGMENT_DEFAULTS["n_similar"],
+                           aug_seed: int = 0, step: int = 0, seed: int | None = None,
+                           gradient_overrides: dict | None = None) -> pd.DataFrame:
+    """Gradients of §5.1's sample (`gradients.per_group` per group, fixed seed) and of the
+    augmentations of its examples in `sources`, at the base model (step 0) or a seed's
+    checkpoint. One row per example analysed: prompt_id, group (the source's), source_id,
+    kind (original | similar | subproblem), rollouts, correct, kept, sim_train, sim_source
+    (see `similarity_rows`). Cached under the run store's analysis/ by everything it uses."""
+    from ..experiment import _cached_table, analysis_setup, ensure_base_model, load_task
+    from ..gradients import cosine_matrix, example_gradients
+
+    cfg = study.cfg
+    spec = check_augment({"kinds": list(kinds or AUGMENT_KINDS), "n_similar": n_similar, "seed": aug_seed})
+    g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
+
+    def compute() -> pd.DataFrame:
+        task = load_task(cfg, ensure_base_model(cfg))
+        by_id = task.by_id()
+        originals = [by_id[i] for i in chosen.index]
+        aug = [a for p in originals if chosen[p.id] in sources
+               for a in augmentations(p, spec["kinds"], spec["n_similar"], spec["seed"], cfg.world.const_max,
+                                      cfg.world.coverage)]
+        problems = originals + aug
+        ids, G, stats = example_gradients(policy, task, problems, g, max_new_tokens=cfg.eval.max_new_tokens)
+        C = cosine_matrix(G) if ids else np.zeros((0, 0))
+        table = augmentation_table(problems)
+        sims = similarity_rows(ids, C, list(chosen.index), dict(zip(table.prompt_id, table.source_id)))
+        out = table.merge(stats, on="prompt_id", how="left").merge(sims, on="prompt_id", how="left")
+        out.insert(1, "group", out["source_id"].map(chosen))
+        return out
+
+    key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()), "sources": list(sources),
+           "augment": spec, "world": cfg.section_hash("world"), "max_new": cfg.eval.max_new_tokens}
+    return _cached_table("augment-gradients", key, compute)
+
+
+def per_source_similarity(long: pd.DataFrame) -> pd.DataFrame:
+    """Figure 10's table from `augmentation_gradients`: one row per source example (an
+    original with augmentations analysed): prompt_id, group, kept, sim_train, sim_augmented
+    (mean cosine with its own augmentations that have a gradient), and per kind k:
+    sim_<k>, n_<k> (augmentations generated), kept_<k> (with a gradient)."""
+    aug = long[long.kind != "original"]
+    src = long[(long.kind == "original") & long.prompt_id.isin(aug.source_id)]
+    out = src[["prompt_id", "group", "kept", "sim_train"]].set_index("prompt_id")
+    kept = aug[aug.kept.astype(bool)]
+    out["sim_augmented"] = kept.groupby("source_id")["sim_source"].mean()
+    for k in AUGMENT_KINDS:
+        if (aug.kind == k).any():
+            out[f"sim_{k}"] = kept[kept.kind == k].groupby("source_id")["sim_source"].mean()
+            out[f"n_{k}"] = aug[aug.kind == k].groupby("source_id").size()
+            out[f"kept_{k}"] = kept[kept.kind == k].groupby("source_id").size()
+            out[[f"n_{k}", f"kept_{k}"]] = out[[f"n_{k}", f"kept_{k}"]].fillna(0).astype(int)
+    return out.reset_index()
+
+
+def augmentation_similarity(study, group_of: pd.Series, **kwargs) -> pd.DataFrame:
+    """Figure 10: `per_source_similarity(augmentation_gradients(study, group_of, **kwargs))`."""
+    return per_source_similarity(augmentation_gradients(study, group_of, **kwargs))
