@@ -38,3 +38,11 @@ def test_a_second_writer_waits_for_the_first(tmp_path):
         assert marker.read_text() == "child done"
     child.join()
     assert child.exitcode == 0
+
+
+def test_append_keeps_the_existing_header(tmp_path):
+    p = tmp_path / "train_log.csv"
+    history.append_dicts(p, [{"step": 1, "loss": 0.5}])
+    history.append_dicts(p, [{"step": 2, "loss": 0.25, "gen_tokens": 99}])  # newer code logs more
+    history.append_dicts(p, [{"step": 3}])
+    assert p.read_text().splitlines() == ["step,loss", "1,0.5", "2,0.25", "3,"]

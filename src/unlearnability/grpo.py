@@ -332,11 +332,12 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
     while step < g.steps:
         step += 1
         t0 = time.time()
-        batch, dropped, rounds, drawn, replay_rows = list(carry), [], 0, 0, []
+        batch, dropped, rounds, drawn, replay_rows, gen_tokens = list(carry), [], 0, 0, [], 0
         while len(batch) < g.prompts_per_step and rounds < g.max_gen_batches:
             ids = stream.take(g.prompts_per_step)
             drawn += len(ids)
             for gr in generate_groups(sampler, task, ids, g, _seed(g.seed, step, rounds), g.oversample_n or None):
+                gen_tokens += sum(len(r) for r in gr.responses)
                 if g.oversample_n:
                     gr, row = _downsample(gr, g, buffer, random.Random(_seed(g.seed, "replay", step, gr.prompt_id)))
                     replay_rows.append({"step": step, **row})
@@ -362,7 +363,8 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
         history.append_rows(run_dir / history.HISTORY_FILE, rows, history.HISTORY_COLUMNS)
         all_r = [r for gr in batch + dropped for r in gr.drawn_rewards()]
         history.append_dicts(run_dir / REPLAY_FILE, replay_rows)
-        log = {"step": step, "prompts_drawn": drawn, "gen_rounds": rounds, "groups_trained": len(batch),
+        log = {"step": step, "prompts_drawn": drawn, "gen_rounds": rounds, "gen_tokens": gen_tokens,
+               "groups_trained": len(batch),
                "groups_dropped": len(dropped), "carried": len(carry),
                "mean_reward": sum(all_r) / max(1, len(all_r)), **metrics, "seconds": round(time.time() - t0, 2)}
         if g.oversample_n:

@@ -67,13 +67,17 @@ def append_rows(path: str | Path, rows: list, columns: list[str]) -> None:
 
 
 def append_dicts(path: str | Path, rows: list[dict], columns: list[str] | None = None) -> None:
-    """Append dict rows to a CSV (columns: the first row's keys unless given); header when new."""
+    """Append dict rows to a CSV (columns: the first row's keys unless given); header when new.
+    An existing file keeps its header's columns: keys it lacks are dropped, missing ones empty."""
     if not rows:
         return
     path = Path(path)
-    new = not path.exists()
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:  # keep the file's own columns (a run resumed by newer code may log more: dropped)
+        with path.open(newline="") as f:
+            columns = next(csv.reader(f))
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns or list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=columns or list(rows[0]), extrasaction="ignore", restval="")
         if new:
             w.writeheader()
         w.writerows(rows)
