@@ -1,5 +1,6 @@
 """Variant runs of the §4 chapter: late config fields keep old caches, overrides merge, subsets."""
 
+import pandas as pd
 import pytest
 
 from unlearnability import config, experiment, runs
@@ -60,8 +61,6 @@ def test_evaluate_on_ids_and_checkpoint_near(smoke_store):
 
 
 def test_curriculum_two_stages(smoke_store):
-    import pandas as pd
-
     cfg = load_config("smoke")
     task = load_task(cfg, experiment.ensure_base_model(cfg))
     ids = [p.id for p in task.train]
@@ -78,3 +77,15 @@ def test_curriculum_two_stages(smoke_store):
     assert sorted(t0.prompt_id) == sorted(cur.unlearnable)
     with pytest.raises(ValueError, match="no unlearnable"):
         experiment.curriculum("smoke", {}, group_of.replace("unlearnable", "easy"))
+
+
+def test_evaluation_on_ids_reuses_the_whole_split(smoke_store):
+    run = experiment.run_grpo(load_config("smoke", {"grpo": {"steps": 2, "checkpoint_every": 2, "seed": 5}}))
+    whole = experiment.read_eval(experiment.evaluate_checkpoint(run, 2, k=3))
+    ids = sorted(whole.prompt_id)[:3]
+    part = experiment.read_eval(experiment.evaluate_checkpoint(run, 2, k=3, ids=ids))
+    pd.testing.assert_frame_equal(part.reset_index(drop=True),
+                                  whole[whole.prompt_id.isin(ids)].reset_index(drop=True))
+    s_whole = experiment.read_eval(experiment.evaluate_checkpoint(run, 2, k=3), samples=True)
+    s_part = experiment.read_eval(experiment.evaluate_checkpoint(run, 2, k=3, ids=ids), samples=True)
+    assert len(s_part) == 3 * 3 and s_part.response.tolist() == s_whole[s_whole.prompt_id.isin(ids)].response.tolist()

@@ -61,7 +61,8 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     """pass@k of the run's checkpoint at `step` (0 = the base model) on the train or valid split
     (`limit`: only its first N problems, e.g. for the calibration's quick loop; `ids`: only
     these problems, e.g. the groups a chapter compares, taken from the whole split even when
-    the run trained on a subset, `data.train_ids`).
+    the run trained on a subset, `data.train_ids`; cut from the whole split's evaluation when
+    that exists, so they are the same samples).
 
     Writes `<name>.csv` (per problem: prompt_id, n, correct, pass@1, [exact_rate, mean_score])
     and `<name>-samples.csv.gz` (per sample) and returns the per-problem table's path. Step 0
@@ -118,6 +119,7 @@ def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text:
         name += f"-{sampler}"
     if limit is not None:
         name += f"-first{limit}"
+    whole = folder / f"{name}.csv"  # the whole split's table, if evaluated already
     if ids is not None:
         import hashlib
 
@@ -126,6 +128,13 @@ def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text:
     out = folder / f"{name}.csv"
     if out.exists():
         return out
+    if ids is not None and limit is None and whole.exists() and cfg.data.train_ids is None:
+        table = read_eval(whole)
+        if set(ids) <= set(table.prompt_id):  # a subset of an evaluation we have: no new samples
+            samples = read_eval(whole, samples=True)
+            samples[samples.prompt_id.isin(ids)].to_csv(folder / f"{name}-samples.csv.gz", index=False)
+            runs.atomic_write_text(out, table[table.prompt_id.isin(ids)].to_csv(index=False))
+            return out
     set_threads()
     if ids is not None and cfg.data.train_ids is not None:  # ids pick from the whole split, not the run's subset
         import dataclasses
