@@ -7,10 +7,11 @@ TORCH_PIN ?= torch==2.13.0
 PROFILE   ?= default
 PIP       := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install test book smoke-book clean-book bench help
+.PHONY: install test book site smoke-book clean-book bench help
 
 help:
 	@echo "make book [PROFILE=default|smoke]   run every chapter (Papermill) and build _build/html"
+	@echo "make site                           only build _build/html from the executed chapters in book/"
 	@echo "make test                           run the test suite"
 	@echo "make bench                          stage timings of the default preset (benchmarks/)"
 
@@ -31,6 +32,9 @@ test: install
 
 book: install
 	$(BIN)/unlearn book --profile $(PROFILE)
+
+site: install
+	$(BIN)/unlearn site
 
 smoke-book:
 	$(MAKE) book PROFILE=smoke

@@ -194,6 +194,8 @@ def test_cli_reports_errors_with_exit_code(capsys, tmp_path):
     args = parser.parse_args(["book", "--profile", "nope", "--root", str(tmp_path)])
     assert args.func(args) == 1
     assert "unknown profile 'nope'" in capsys.readouterr().err
+    args = parser.parse_args(["site", "--root", str(tmp_path)])  # nothing executed yet: say which chapter
+    assert args.func(args) == 1 and "absent" in capsys.readouterr().err
 
 
 def test_kernel_runs_this_python():

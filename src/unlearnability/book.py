@@ -407,6 +407,15 @@ def _run_book(args: argparse.Namespace) -> int:
         args.profile, params, args.root, progress=not args.no_progress))
 
 
+def _run_site(args: argparse.Namespace) -> int:
+    try:
+        print(build_site(args.root))
+    except (ChapterError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _execute_then_build(args: argparse.Namespace, execute) -> int:
     """Parse -p values, execute, rebuild the site unless --no-build; errors -> message, exit 1."""
     try:
@@ -427,7 +436,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a notebook parameter; VALUE is YAML (-p seeds=[1,42]); a dotted key "
                         "is a config override collected into `overrides` (-p grpo.lr=1e-4). Repeatable.")
     p.add_argument("--no-build", action="store_true", help="execute only; do not rebuild the HTML site")
-    p.add_argument("--no-progress", action="store_true", help="no Papermill progress bar")
+    p.add_argument("--no-progress", action="store_true", help="do not stream the library's progress bars")
     p.add_argument("--root", default=None, help="book root holding _toc.yml (default: found from cwd)")
 
 
@@ -450,6 +459,13 @@ def add_book_commands(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: unlearn book --profile smoke")
     _common(bk)
     bk.set_defaults(func=_run_book)
+
+    st = subparsers.add_parser(
+        "site", help="only build the HTML site from the executed notebooks in book/ (seconds)",
+        description="Run `jupyter-book build .` on the executed chapters already in book/ (after "
+                    "editing prose, or with executed notebooks received from someone else).")
+    st.add_argument("--root", default=None, help="book root holding _toc.yml (default: found from cwd)")
+    st.set_defaults(func=_run_site)
 
 
 def main(argv: list[str] | None = None) -> int:
