@@ -198,12 +198,7 @@ def problem_table(problems) -> pd.DataFrame:
 
 def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
     """Run (or reuse) one GRPO run per seed of `profile` + `overrides`; {seed: run folder}."""
-    run_dirs = {}
-    for s in seeds:
-        o = {**(overrides or {})}
-        o["grpo"] = {**o.get("grpo", {}), "seed": int(s)}
-        run_dirs[s] = run_grpo(load_config(profile, o))
-    return run_dirs
+    return {s: run_grpo(load_config(profile, merge_overrides(overrides, {"grpo": {"seed": int(s)}}))) for s in seeds}
 
 
 CONTROL_STYLES = {"worked": 1.0}  # the matched control's corpus: worked solutions only
@@ -228,9 +223,7 @@ def variant_runs(profile: str, seeds: list[int], overrides: dict | None, changes
 def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
     """The matched control of `profile` + `overrides`: the same runs with the extra response
     styles off (`world.styles = CONTROL_STYLES`, so its own pretraining); {seed: run folder}."""
-    o = {**(overrides or {})}
-    o["world"] = {**o.get("world", {}), "styles": dict(CONTROL_STYLES)}
-    return seed_runs(profile, seeds, o)
+    return variant_runs(profile, seeds, overrides, {"world": {"styles": dict(CONTROL_STYLES)}})
 
 
 def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,
@@ -298,8 +291,6 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
     """The analysis folder of one gradient-similarity computation, computed if missing (or if
     `need_matrix` and it was written before the cosine matrix was kept)."""
     import dataclasses
-    import hashlib
-    import json
 
     from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means
 
@@ -309,8 +300,7 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
            "max_new": cfg.eval.max_new_tokens}
     if full:
         key["full"] = True  # (absent for LoRA: older caches stay valid)
-    key = json.dumps(key, sort_keys=True, default=str)
-    folder = runs.home() / "analysis" / f"gradients-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    folder = _analysis_path("gradients", key)
     files = [folder / n for n in GRADIENT_FILES]
     if all(f.exists() for f in (files if need_matrix else files[:3])):
         return folder
@@ -331,13 +321,18 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
     return folder
 
 
-def _cached_table(kind: str, key: dict, compute) -> pd.DataFrame:
-    """`compute()` once per `key` (a JSON-able dict), as a CSV under the run store's analysis/."""
+def _analysis_path(kind: str, key: dict, suffix: str = "") -> Path:
+    """runs.home()/analysis/<kind>-<12 hex of the JSON of `key`><suffix>: an analysis's cache name."""
     import hashlib
     import json
 
     blob = json.dumps(key, sort_keys=True, default=str)
-    path = runs.home() / "analysis" / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}.csv"
+    return runs.home() / "analysis" / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}{suffix}"
+
+
+def _cached_table(kind: str, key: dict, compute) -> pd.DataFrame:
+    """`compute()` once per `key` (a JSON-able dict), as a CSV under the run store's analysis/."""
+    path = _analysis_path(kind, key, ".csv")
     if not path.exists():
         set_threads()
         df = compute()
@@ -409,7 +404,6 @@ def checkpoint_near(run_dir: str | Path, fraction: float) -> int:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")
     target = fraction * load_run_config(run_dir).grpo.steps
     return min(steps, key=lambda s: (abs(s - target), s))
-
 
 
 @dataclass

@@ -68,16 +68,33 @@ def example_gradient(model, prompt_ids: list[int], responses: list[list[int]], r
     adv = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)  # (n,)
     correct = [i for i, x in enumerate(rewards) if x > 0]
     keep = rng.sample(correct, min(g.max_correct, len(correct)))
-    batch = pad_groups([Group("x", prompt_ids, [responses[i] for i in keep], [rewards[i] for i in keep])], pad_id)
-    params = lora_params(model)
+    return rollout_gradient(model, prompt_ids, [responses[i] for i in keep], adv[keep], pad_id)
+
+
+def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """The current .grad of `params` as one flat vector (D,); zeros where a grad is None."""
+    return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
+                      for p in params]).detach()
+
+
+def rollout_gradient(model, prompt_ids: list[int], responses: list[list[int]], adv: torch.Tensor,
+                     pad_id: int) -> torch.Tensor:
+    """Gradient (D,) w.r.t. the trainable params (the LoRA adapter, or every parameter of a
+    `full_policy`) of mean_k [-adv_k * mean_t log p_k(t)]: the GRPO loss at ratio 1.
+
+    responses: K token-id lists of one prompt; adv: (K,) their advantages.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    batch = pad_groups([Group("x", prompt_ids, responses, [0.0] * len(responses))], pad_id)
     model.zero_grad(set_to_none=True)
     logp = token_logprobs(model, batch, 1.0, "none")  # (K, L-1)
-    mask = batch["response_mask"]
-    seq_mean = (logp * mask).sum(-1) / mask.sum(-1)  # (K,) mean log p over response tokens
-    loss = (-adv[keep] * seq_mean).mean()  # mean over kept rollouts of -A * mean_t log p
+    mask = batch["response_mask"].to(logp.device)  # (K, L-1)
+    seq_mean = (logp * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (K,)
+    loss = (-adv.to(logp.device) * seq_mean).mean()
     loss.backward()
-    return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel())
-                      for _, p in params]).detach()
+    out = flat_grad(params)
+    model.zero_grad(set_to_none=True)
+    return out
 
 
 def example_gradients(model_dir: str | Path, task: Task, problems: list[Problem], g: GradientConfig,

@@ -199,8 +199,7 @@ def _downsample(gr: Group, g: GRPOConfig, buffer: ReplayBuffer, rng: random.Rand
     prompt is filtered; its replay.csv row)."""
     d = downsample(gr.prompt_id, gr.responses, gr.rewards, g.rollouts_per_prompt, g.n_pos, buffer, rng)
     row = {"prompt_id": gr.prompt_id, "drawn": d.drawn, "drawn_pos": d.drawn_pos, "buffered": d.buffered,
-           "replayed": d.replayed,
-           "extra_pos": d.extra_pos, "kept": int(d.kept)}
+           "replayed": d.replayed, "extra_pos": d.extra_pos, "kept": int(d.kept)}
     if not d.kept:
         return gr, row
     return Group(gr.prompt_id, gr.prompt_ids, d.responses, d.rewards, drawn=gr.rewards), row
@@ -338,12 +337,12 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
             drawn += len(ids)
             for gr in generate_groups(sampler, task, ids, g, _seed(g.seed, step, rounds), g.oversample_n or None):
                 gen_tokens += sum(len(r) for r in gr.responses)
+                kept = True
                 if g.oversample_n:
                     gr, row = _downsample(gr, g, buffer, random.Random(_seed(g.seed, "replay", step, gr.prompt_id)))
                     replay_rows.append({"step": step, **row})
-                    keep = row["kept"] and (not g.dynamic_sampling or len(set(gr.rewards)) > 1)
-                else:
-                    keep = not g.dynamic_sampling or len(set(gr.rewards)) > 1
+                    kept = row["kept"]
+                keep = kept and (not g.dynamic_sampling or len(set(gr.rewards)) > 1)
                 (batch if keep else dropped).append(gr)
             rounds += 1
         batch, carry = batch[: g.prompts_per_step], batch[g.prompts_per_step:]

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .runs import drop_partial_tail
+
 HISTORY_FILE = "prompt_rewards.csv"
 VALIDATION_FILE = "validation.csv"
 
@@ -89,11 +91,8 @@ def truncate_after(path: str | Path, step: int) -> None:
     path = Path(path)
     if not path.exists():
         return
-    text = path.read_text()
-    if text and not text.endswith("\n"):  # a kill inside an append left half a line: drop it
-        text = text[: text.rfind("\n") + 1]
-        path.write_text(text)
-    if text.count("\n") < 1:  # not even a whole header: the next append starts the file again
+    drop_partial_tail(path)  # a kill inside an append left half a line
+    if path.stat().st_size == 0:  # not even a whole header: the next append starts the file again
         path.unlink()
         return
     df = pd.read_csv(path, dtype={"prompt_id": str})

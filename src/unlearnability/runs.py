@@ -63,6 +63,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def drop_partial_tail(path: Path) -> None:
+    """Cut a last line that has no newline (a write killed half-way), so appends stay clean."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with path.open("rb+") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 @contextmanager
 def locked(folder: Path):
     """One writer per folder: an exclusive lock on `folder/.lock`, held while the block runs and

@@ -44,37 +44,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import GradientConfig
-from ..grpo import Group, pad_groups, token_logprobs
+from ..gradients import rollout_gradient
 from ..problems import Problem
 from ..sampling import SamplingParams, TorchSampler
 from ..tasks import Task
 
 COLUMNS = ["prompt_id", "rollouts", "correct", "cos_within", "cos_batch"]
-
-
-def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """The current .grad of `params` as one flat vector (D,); zeros where a grad is None."""
-    return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device)
-                      for p in params]).detach()
-
-
-def rollout_gradient(model, prompt_ids: list[int], responses: list[list[int]], adv: torch.Tensor,
-                     pad_id: int) -> torch.Tensor:
-    """Gradient (D,) w.r.t. the trainable (LoRA) params of mean_k [-adv_k * mean_t log p_k(t)].
-
-    responses: K token-id lists of one prompt; adv: (K,) their advantages.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    batch = pad_groups([Group("x", prompt_ids, responses, [0.0] * len(responses))], pad_id)
-    model.zero_grad(set_to_none=True)
-    logp = token_logprobs(model, batch, 1.0, "none")  # (K, L-1)
-    mask = batch["response_mask"].to(logp.device)  # (K, L-1)
-    seq_mean = (logp * mask).sum(-1) / mask.sum(-1).clamp(min=1)  # (K,)
-    loss = (-adv.to(logp.device) * seq_mean).mean()
-    loss.backward()
-    out = flat_grad(params)
-    model.zero_grad(set_to_none=True)
-    return out
 
 
 def split_gradients(model, prompt_ids: list[int], responses: list[list[int]], rewards: list[float],

@@ -39,6 +39,7 @@ import pandas as pd
 
 from ..backends.llm import LLMConfig, LLMError, chat, chat_many, make_client, parse_json_reply, redact, shorten
 from ..problems import Problem
+from ..runs import drop_partial_tail
 
 JUDGE_PROMPT = """\
 You are grading the reasoning in a solution to a math problem. The solution's final answer \
@@ -141,18 +142,6 @@ def default_cache_path() -> Path:
     from ..runs import home
 
     return home() / "judge" / "cache.jsonl"
-
-
-def drop_partial_tail(path: Path) -> None:
-    """Cut a last line that has no newline (a write killed half-way), so appends stay clean."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as f:
-        f.seek(-1, 2)
-        if f.read(1) == b"\n":
-            return
-        data = path.read_bytes()
-        f.truncate(data.rfind(b"\n") + 1)
 
 
 class JudgeCache:

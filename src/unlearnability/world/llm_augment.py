@@ -49,6 +49,7 @@ from typing import Any
 
 from ..backends.llm import LLMConfig, LLMError, chat, make_client, parse_json_reply, redact, shorten
 from ..problems import Problem
+from ..runs import drop_partial_tail
 
 _PROBLEM_BLOCK = """\
 Here is a math problem and its answer.
@@ -271,16 +272,6 @@ def ask_source(problem: Problem, gen_cfg: LLMConfig, check_cfg: LLMConfig, n_sim
 
 # ----- files -----
 
-def _drop_partial_tail(path: Path) -> None:
-    """Cut a last line without its newline (a write killed half-way)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        with path.open("rb+") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-
-
 def _read_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file (damaged lines skipped: they are redone)."""
     if not path.exists():
@@ -309,7 +300,7 @@ def prepare_out_dir(out_dir: Path, generator_model: str, checker_model: str) -> 
     A folder made with other models is an error."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in (OUT_FILE, REJECT_FILE, SOURCES_FILE):
-        _drop_partial_tail(out_dir / name)
+        drop_partial_tail(out_dir / name)
     sources = _read_lines(out_dir / SOURCES_FILE)
     for rec in sources:
         if (rec.get("generator_model"), rec.get("checker_model")) != (generator_model, checker_model):
