@@ -7,13 +7,14 @@ TORCH_PIN ?= torch==2.13.0
 PROFILE   ?= default
 PIP       := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install test book site smoke-book clean-book bench help
+.PHONY: install test book site smoke-book clean-book bench soak help
 
 help:
 	@echo "make book [PROFILE=default|smoke]   run every chapter (Papermill) and build _build/html"
 	@echo "make site                           only build _build/html from the executed chapters in book/"
 	@echo "make test                           run the test suite"
 	@echo "make bench                          stage timings of the default preset (benchmarks/)"
+	@echo "make soak                           SIGKILL a smoke GRPO run 10 times, resume, compare byte for byte"
 
 install: $(VENV)/.installed
 
@@ -35,6 +36,9 @@ book: install
 
 site: install
 	$(BIN)/unlearn site
+
+soak: install
+	$(BIN)/python benchmarks/soak_resume.py
 
 smoke-book:
 	$(MAKE) book PROFILE=smoke

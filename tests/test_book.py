@@ -239,11 +239,48 @@ def test_failing_chapter_names_notebook_and_cell(tmp_path):
     assert "cell 2 (first line: `y = x / 0`)" in msg  # counted in the source: 0 parameters, 1, 2
 
 
+SECRET = "sk-test-SECRET-in-the-environment-123"
+
+
+def secret_chapter_cells() -> list:
+    """A chapter that talks to an OpenAI-compatible server with the key from $OPENAI_API_KEY,
+    prints what a user would print (the config, the replies, an error), and logs a warning."""
+    return [
+        new_markdown_cell("# An LLM call"),
+        new_code_cell("from unlearnability.backends.llm import LLMConfig, LLMError, chat\n"
+                      "cfg = LLMConfig(base_url=base_url, model='stub')\nprint(cfg)\n"
+                      "print(chat(cfg, [{'role': 'user', 'content': 'hello'}]))"),
+        new_code_cell("try:\n    chat(cfg, [{'role': 'user', 'content': 'fail'}])\n"
+                      "except LLMError as e:\n    print('error:', e)"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def built_site(tmp_path_factory):
-    """A small book built by the real pipeline: the real introduction, a chart chapter, a md page."""
+    """A small book built by the real pipeline: the real introduction, a chart chapter, a md page,
+    and a chapter that calls an LLM server with a key in the environment (served from here)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from llm_stub import Reply, StubServer
+
+    def echo_the_key(body, headers):  # a server that puts the key it received in its replies
+        key = headers.get("authorization", "")
+        if body["messages"][-1]["content"] == "fail":
+            return Reply(401, {"error": {"message": f"invalid key {key}"}})
+        return f"hello back, you sent {key}"
+
     root = tmp_path_factory.mktemp("site")
-    make_book(root, ["introduction", "charts", "notes"])
+    make_book(root, ["introduction", "charts", "notes", "secret"])
+    write_notebook(root / "notebooks" / "secret.ipynb", secret_chapter_cells(),
+                   parameters='profile = "default"\nbase_url = ""')
+    old = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = SECRET
+    srv = StubServer(echo_the_key).__enter__()
+    try:
+        book.execute_chapter("secret", "smoke", {"base_url": srv.base_url}, root=root, progress=False)
+    finally:
+        srv.__exit__(None, None, None)
+        os.environ.pop("OPENAI_API_KEY") if old is None else os.environ.__setitem__("OPENAI_API_KEY", old)
+    assert srv.requests and all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in srv.requests)
     write_notebook(root / "notebooks" / "charts.ipynb", [
         new_markdown_cell("# Charts"),
         new_code_cell("import pandas as pd\nfrom unlearnability import book, charts\ncharts.setup()\n"
@@ -254,7 +291,8 @@ def built_site(tmp_path_factory):
     ], parameters='profile = "default"\nseeds = [1]\nlabel = "reward"')
     shutil.copy(ROOT / "notebooks" / "introduction.ipynb", root / "notebooks" / "introduction.ipynb")
     (root / "book" / "notes.md").write_text("# Notes\n\nA markdown chapter.\n")
-    outputs = book.execute_all("smoke", {"seeds": [3, 4], "label": "override works"}, root=root, progress=False)
+    outputs = [book.execute_chapter(c, "smoke", {"seeds": [3, 4], "label": "override works"}, root=root,
+                                    progress=False) for c in ("introduction", "charts", "notes")]
     assert [p.name for p in outputs] == ["introduction.ipynb", "charts.ipynb", "notes.md"]
     html_dir = book.build_site(root)
     return root, html_dir
@@ -271,6 +309,16 @@ def test_built_site_renders_parameters_and_folds_code(built_site):
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "remove-cell" in injected[0].metadata["tags"]
     assert (html_dir / "_static" / "vega-offline.js").stat().st_size > 100_000
+
+
+def test_the_api_key_never_reaches_the_notebook_or_the_site(built_site):
+    root, html_dir = built_site
+    page = (html_dir / "book" / "secret.html").read_text()
+    assert "hello back, you sent" in page and "error:" in page  # the calls ran and their output is shown
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".html" for p in files)
+    leaked = [str(p.relative_to(root)) for p in files if SECRET.encode() in p.read_bytes()]
+    assert not leaked, f"the key from $OPENAI_API_KEY was written to {leaked}"
 
 
 @pytest.mark.slow

@@ -46,3 +46,13 @@ def test_append_keeps_the_existing_header(tmp_path):
     history.append_dicts(p, [{"step": 2, "loss": 0.25, "gen_tokens": 99}])  # newer code logs more
     history.append_dicts(p, [{"step": 3}])
     assert p.read_text().splitlines() == ["step,loss", "1,0.5", "2,0.25", "3,"]
+
+
+def test_truncate_after_keeps_the_kept_rows_byte_for_byte(tmp_path):
+    p = tmp_path / "validation.csv"
+    history.append_dicts(p, [{"step": s, "prompt_id": f"v{s}", "mean_reward": 1 / 3, "clip": float("nan")}
+                             for s in (0, 2, 4)])
+    whole = p.read_bytes()
+    assert whole.count(b"\r\n") == 4  # the csv module's line ends: a rewrite by pandas would change them
+    history.truncate_after(p, 2)
+    assert p.read_bytes() == whole[: whole.index(b"4,v4")]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import runs
 from .config import load_config, parse_set, preset_names
 
 
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:  # bad input: say what, no traceback
         print(f"unlearn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (runs.CorruptRunError, runs.NonFiniteLossError) as e:  # a damaged run folder, a diverged run
+        print(f"unlearn {args.command}: error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

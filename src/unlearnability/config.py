@@ -288,6 +288,22 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_yaml(text: str, where: str) -> dict[str, Any]:
+    """A YAML mapping, with errors that name the file and line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}{line}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections (world:, model:, grpo:, ...), "
+                          f"got {type(data).__name__}")
+    return data
+
+
 def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None = None) -> Config:
     """A preset by name (or a YAML file path), with `overrides` (nested dict) applied on top."""
     path = Path(preset)
@@ -299,7 +315,7 @@ def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None
             raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(names)} (or a .yaml path)")
         ref = resources.files("unlearnability.presets") / f"{preset}.yaml"
         text, where = ref.read_text(), f"presets/{preset}.yaml"
-    data = yaml.safe_load(text) or {}
+    data = parse_yaml(text, where)
     cfg = _merge(Config(), data, where)
     if overrides:
         cfg = _merge(cfg, overrides, "--set")

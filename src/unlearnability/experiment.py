@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from . import runs
-from .config import Config, config_from_dict, load_config
+from .config import Config, ConfigError, config_from_dict, load_config, parse_yaml
 from .evaluate import evaluate_policy
 from .grpo import checkpoint_dir, train_grpo
 from .model import default_device, load_model
@@ -52,7 +51,11 @@ def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise FileNotFoundError(f"{path}: not a run folder (no config.yaml); pass the folder `unlearn grpo` printed")
-    return config_from_dict(yaml.safe_load(path.read_text()))
+    try:
+        return config_from_dict(parse_yaml(path.read_text(), str(path)))
+    except ConfigError as e:
+        msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+        raise ConfigError(f"{msg} (a run folder written by another version of unlearnability?)") from None
 
 
 def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, split: str = "train",

@@ -301,14 +301,20 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
     buffer = ReplayBuffer(g.replay_capacity, g.max_replay)
     model_src: str | Path = base
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = runs.load_state(state_path)
         step, stream_state = state["step"], state["stream"]
         carry = [Group(*c) for c in state["carry"]]
         if state.get("replay"):
             buffer = ReplayBuffer.from_state(state["replay"])
         model_src = checkpoint_dir(run_dir, step)
     dev = default_device()
-    model = load_model(model_src).to(dev)
+    try:
+        model = load_model(model_src).to(dev)
+    except runs.CorruptRunError as e:
+        if model_src == base:
+            raise
+        raise runs.CorruptRunError(f"{e}. It is the checkpoint {state_path} resumes from: move both away "
+                                   "to restart this run from step 0.") from None
     ref_model = load_model(base).to(dev) if g.kl_coef > 0 else None
     if ref_model is not None:
         ref_model.requires_grad_(False)
@@ -350,6 +356,9 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
             before = param_vector(model)
             metrics, clip = train_step(model, ref_model, opt, batch, g, tok.pad_token_id, amp,
                                        _seed(g.seed, "mb", step))
+            last = (step - 1) // g.checkpoint_every * g.checkpoint_every
+            runs.check_finite(metrics["loss"], f"{run_dir} (GRPO)", step,
+                              f"step {last} ({checkpoint_dir(run_dir, last).name})" if last else "none (step 0)")
             metrics["rel_change"] = float((param_vector(model) - before).norm() / before.norm())
         else:  # every group agreed in max_gen_batches rounds: nothing to learn from this step
             metrics, clip = dict.fromkeys(METRICS + ("rel_change",), 0.0), {}

@@ -95,8 +95,16 @@ def truncate_after(path: str | Path, step: int) -> None:
     if path.stat().st_size == 0:  # not even a whole header: the next append starts the file again
         path.unlink()
         return
-    df = pd.read_csv(path, dtype={"prompt_id": str})
-    df[df["step"] <= step].to_csv(path, index=False)
+    lines = path.read_bytes().splitlines(keepends=True)  # raw lines: kept rows stay byte-identical
+    header = next(csv.reader([lines[0].decode()]))
+    if "step" not in header:
+        raise ValueError(f"{path}: no 'step' column to resume by; header is {header}")
+    col = header.index("step")
+    keep = [lines[0]] + [ln for ln in lines[1:] if float(next(csv.reader([ln.decode()]))[col]) <= step]
+    if len(keep) < len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(keep))
+        tmp.replace(path)
 
 
 def read_history(run_dir: str | Path) -> pd.DataFrame:

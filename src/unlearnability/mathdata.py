@@ -125,6 +125,8 @@ def load_math_file(source: str, split: str = "train", levels: list[int] | None =
     `datasets` split to read (default: `split`). name: recorded as meta["source"].
     """
     rows, where = _read_records(source, hub_split or split)
+    if not rows:
+        raise ValueError(f"{where}: no problems in it (the file is empty)")
     problems = [record_to_problem(r, i, split, name, f"{where} row {i + 1}") for i, r in enumerate(rows)]
     if levels is not None:
         keep = set(levels)

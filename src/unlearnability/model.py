@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from .config import ModelConfig, PretrainConfig
 from .history import append_dicts, truncate_after
+from .runs import CorruptRunError, check_finite, load_state
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, tok: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
@@ -59,7 +60,10 @@ def default_device() -> str:
 
 
 def load_model(folder: str | Path, dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:
-    model = Qwen2ForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    try:
+        model = Qwen2ForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    except Exception as e:  # a truncated safetensors file, a missing config.json, ...
+        raise CorruptRunError(f"{folder}: cannot load this model folder ({type(e).__name__}: {e})") from None
     model.eval()
     return model
 
@@ -127,7 +131,7 @@ def train_on_text(
     log_path = out_dir / "train_log.csv"
     step, tokens, elapsed, skip = 0, 0, 0.0, 0
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = load_state(state_path)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, tokens, elapsed, total_steps = state["step"], state["tokens"], state["elapsed"], state["total_steps"]
@@ -154,6 +158,9 @@ def train_on_text(
         n_tok = int(b["attention_mask"].sum())
         tokens += n_tok
         step += 1
+        check_finite(loss.item(), f"{out_dir} ({desc})", step,
+                     f"step {step - 1 - (step - 1) % checkpoint_every} ({state_path.name})"
+                     if step > checkpoint_every else "none (the start)")
         run_loss += loss.item()
         run_n += 1
         bar.update(n_tok)

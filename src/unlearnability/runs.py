@@ -57,6 +57,41 @@ def write_config(folder: Path, cfg: Config) -> None:
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+class CorruptRunError(RuntimeError):
+    """A run folder's resume state or checkpoint cannot be read (a disk fault, a copy cut short)."""
+
+
+def load_state(path: Path) -> dict:
+    """`torch.load` of a resume state (`state.pt`, `train_state.pt`), with a named error when the
+    file is damaged: the finished files beside it (logs, earlier checkpoints) stay untouched."""
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as e:  # pickle, zip and EOF errors all mean the same thing here
+        raise CorruptRunError(
+            f"{path}: the resume state is damaged and cannot be read ({type(e).__name__}: {e}). Move this file "
+            f"away to restart the run from its beginning; its finished checkpoints and logs are kept.") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CorruptRunError(f"{path}: not a resume state of this library (no 'step' entry)")
+    return state
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the run stopped without saving the bad step."""
+
+
+def check_finite(loss: float, where: str, step: int, last_good: str) -> None:
+    """Stop a training loop at a NaN / inf loss, before that step is logged or checkpointed."""
+    import math
+
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"{where}: step {step}: the loss is {loss}; stopped before writing this step. "
+            f"The last good checkpoint is {last_good}; rerunning resumes from it "
+            f"(lower the learning rate, or turn autocast off, if it happens again).")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -342,7 +342,7 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
     state_path = out_dir / "state.pt"
     step, model_src, state = 0, base_dir, None
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = runs.load_state(state_path)
         step = state["step"]
         model_src = checkpoint_dir(out_dir, step)
     for name in (LOG_FILE, EVAL_FILE, EVAL_EXAMPLES_FILE):
@@ -403,6 +403,9 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
         opt.step()
         model.eval()
         step += 1
+        last = max((e for e in evals if e < step), default=0)
+        runs.check_finite(float(loss.detach()), f"{out_dir} (SFT)", step,
+                          f"step {last} ({checkpoint_dir(out_dir, last).name})" if last else "none (the start)")
         tokens += int((batch["labels"] != -100).sum())
         history.append_dicts(out_dir / LOG_FILE, [{
             "step": step, "epoch": round(step / per_epoch, 3), "loss": float(loss.detach()), "tokens": tokens,
