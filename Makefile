@@ -7,11 +7,12 @@ TORCH_PIN ?= torch==2.13.0
 PROFILE   ?= default
 PIP       := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install test book site smoke-book clean-book bench soak help
+.PHONY: install test book site publish smoke-book clean-book bench soak help
 
 help:
 	@echo "make book [PROFILE=default|smoke]   run every chapter (Papermill) and build _build/html"
 	@echo "make site                           only build _build/html from the executed chapters in book/"
+	@echo "make publish                        the built site (_build/html) to the gh-pages branch, pushed (ghp-import)"
 	@echo "make test                           run the test suite"
 	@echo "make bench                          stage timings of the default preset (benchmarks/)"
 	@echo "make soak                           SIGKILL a smoke GRPO run 10 times, resume, compare byte for byte"
@@ -39,6 +40,13 @@ site: install
 
 soak: install
 	$(BIN)/python benchmarks/soak_resume.py
+
+# The Jupyter Book convention (ghp-import -n -p -f): commit _build/html to gh-pages and push it.
+# GHP_FLAGS= (empty) commits to the local gh-pages branch only, without pushing.
+GHP_FLAGS ?= --push --force
+publish: install
+	@test -f _build/html/index.html || { echo "no built site in _build/html: run 'make book' (or 'make site') first"; exit 2; }
+	$(BIN)/ghp-import --no-jekyll $(GHP_FLAGS) --message "Publish the book from $$(git rev-parse --short HEAD)" _build/html
 
 smoke-book:
 	$(MAKE) book PROFILE=smoke

@@ -290,7 +290,9 @@ def built_site(tmp_path_factory):
                       "charts.line_by_group(df, 'step', 'reward', 'group', title=label)"),
     ], parameters='profile = "default"\nseeds = [1]\nlabel = "reward"')
     shutil.copy(ROOT / "notebooks" / "introduction.ipynb", root / "notebooks" / "introduction.ipynb")
-    (root / "book" / "notes.md").write_text("# Notes\n\nA markdown chapter.\n")
+    (root / "book" / "notes.md").write_text("# Notes\n\nA markdown chapter with math: the group advantage "
+                                            "$A_i = (r_i - \\bar r) / \\sigma_r$ and\n\n"
+                                            "$$\\mathrm{pass@}k = 1 - \\binom{n-c}{k} / \\binom{n}{k}$$\n")
     outputs = [book.execute_chapter(c, "smoke", {"seeds": [3, 4], "label": "override works"}, root=root,
                                     progress=False) for c in ("introduction", "charts", "notes")]
     assert [p.name for p in outputs] == ["introduction.ipynb", "charts.ipynb", "notes.md"]
@@ -330,6 +332,7 @@ def test_built_site_draws_every_chart_offline_in_chromium(request, tmp_path):
     pages = {p.page: p for p in report.pages}
     assert len(pages["book/introduction.html"].drawn) == 1 and len(pages["book/charts.html"].drawn) == 1
     assert not pages["book/notes.html"].charts
+    assert pages["book/notes.html"].math == 2 and pages["book/notes.html"].typeset == 2  # MathJax, offline
 
     # Without the offline bundle the same page must fail: the check is not vacuous.
     broken = tmp_path / "html"
@@ -338,9 +341,12 @@ def test_built_site_draws_every_chart_offline_in_chromium(request, tmp_path):
     text = page.read_text()
     assert "vega-offline.js" in text
     page.write_text("\n".join(line for line in text.splitlines() if "vega-offline.js" not in line))
+    shutil.rmtree(broken / "_static" / "mathjax")  # and MathJax served from nowhere: math stays TeX
     bad = browser_check.check_site(broken, chromium)
     assert not bad.ok
     assert any("Error loading script" in e for p in bad.pages for e in p.errors), bad.summary()
+    notes = next(p for p in bad.pages if p.page == "book/notes.html")
+    assert notes.typeset == 0 and any("2 of 2 formulas not typeset" in e for e in notes.errors), bad.summary()
 
 
 def test_static_check_flags_cdn_references():

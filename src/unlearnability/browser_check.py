@@ -1,4 +1,5 @@
-"""Check a built book in headless Chromium: every altair chart draws, with the network cut off.
+"""Check a built book in headless Chromium: every altair chart draws and every formula is
+typeset, with the network cut off.
 
     python -m unlearnability.browser_check _build/html            # exit 0 = all charts drawn
 
@@ -9,7 +10,11 @@ For every HTML page of the site (indexes and `_static/` skipped):
   instead of silently working), and after the page settles each chart container must hold
   vega's output (`svg.marks` or `canvas.marks`) and no error message. Uncaught JavaScript
   errors on the page (from Chromium's console log) and requests the page made to http(s)
-  hosts (from Chromium's net log, the browser's own Google services left out) fail it too.
+  hosts (from Chromium's net log, the browser's own Google services left out) fail it too;
+- each chart must fit the content column of a 1280 px wide window (no horizontal scrollbar);
+- pages with math (Sphinx's `<span class="math">` / `<div class="math">`) are opened the same
+  way and each formula must come out as MathJax's `<mjx-container>` without a TeX error
+  (`<mjx-merror>`): MathJax is served from the site (`sphinx-mathjax-offline`).
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-extensions", "--host-resolver-rules=MAP * ~NOTFOUND",
-                  "--enable-logging=stderr", "--v=0"]
+                  "--enable-logging=stderr", "--v=0", "--window-size=1280,900"]  # a desktop reader's window
 SKIP_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 # hosts the browser itself contacts (updates, accounts, time): not the page's doing
 BROWSER_HOSTS = re.compile(r"(^|\.)(google\.com|googleapis\.com|gstatic\.com|gvt1\.com|~notfound)$")
 _CHART_ID = re.compile(r'id="(altair-viz-[0-9a-f]+)"')
 _CDN_SCRIPT = re.compile(r'<script\b[^>]*\bsrc="((?:https?:)?//[^"]+)"', re.I)
 _CDN_LINK = re.compile(r'<link\b(?=[^>]*\brel="(?:stylesheet|preload|modulepreload)")[^>]*\bhref="((?:https?:)?//[^"]+)"', re.I)
+_MATH = re.compile(r'<(?:span|div)\b[^>]*\bclass="math(?:\s[^"]*)?"')
 _CONSOLE = re.compile(r':CONSOLE[:(]\d*\)?\]?\s*"(.*)", source: (\S*)')
 
 
@@ -46,11 +52,13 @@ class PageReport:
     page: str
     charts: list[str] = field(default_factory=list)  # chart container ids found in the HTML
     drawn: list[str] = field(default_factory=list)  # ids whose container holds svg/canvas marks
+    math: int = 0  # formulas in the HTML
+    typeset: int = 0  # formulas MathJax rendered in the browser
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errors and set(self.drawn) == set(self.charts)
+        return not self.errors and set(self.drawn) == set(self.charts) and self.typeset >= self.math
 
 
 @dataclass
@@ -75,11 +83,13 @@ class SiteReport:
 
     def summary(self) -> str:
         lines = [f"browser check of {self.root}: {len(self.pages)} pages, "
-                 f"{self.n_drawn}/{self.n_charts} charts drawn"]
+                 f"{self.n_drawn}/{self.n_charts} charts drawn, "
+                 f"{sum(p.typeset for p in self.pages)}/{sum(p.math for p in self.pages)} formulas typeset"]
         for p in self.pages:
-            if p.charts or p.errors:
+            if p.charts or p.math or p.errors:
                 mark = "ok  " if p.ok else "FAIL"
-                lines.append(f"  {mark} {p.page}: {len(p.drawn)}/{len(p.charts)} charts drawn")
+                lines.append(f"  {mark} {p.page}: {len(p.drawn)}/{len(p.charts)} charts drawn, "
+                             f"{p.typeset}/{p.math} formulas typeset")
                 lines += [f"       - {e}" for e in p.errors]
         if self.n_charts < self.min_charts:
             lines.append(f"  FAIL expected at least {self.min_charts} chart(s), found {self.n_charts}")
@@ -103,13 +113,36 @@ def static_problems(html: str) -> list[str]:
     return [f"references a remote script/stylesheet: {url}" for url in refs]
 
 
+# Injected into a copy of the page: after the charts drew, record on <body> the width of the
+# content column and every chart wider than it (a reader would get a horizontal scrollbar).
+MEASURE = """<script>window.addEventListener('load', function () { setTimeout(function () {
+  var col = document.querySelector('#main-content article') || document.querySelector('main') || document.body;
+  var w = col.clientWidth, wide = [];
+  document.querySelectorAll('[id^="altair-viz-"]').forEach(function (el) {
+    var m = el.querySelector('svg.marks, canvas.marks');
+    var cw = m ? Math.ceil(m.getBoundingClientRect().width) : 0;
+    if (cw > w + 1) { wide.push(el.id + ':' + cw); }
+  });
+  document.body.setAttribute('data-column-width', String(w));
+  document.body.setAttribute('data-wide-charts', wide.join(' '));
+}, 8000); });</script>"""
+
+
 def render(page: Path, chromium: str, budget_ms: int = 15000, timeout: int = 120) -> tuple[str, list[str], list[str]]:
-    """Open `page` in headless Chromium; return (DOM after scripts ran, console lines, URLs requested)."""
+    """Open `page` in headless Chromium; return (DOM after scripts ran, console lines, URLs requested).
+    The page is opened as a copy beside it with MEASURE injected (removed afterwards)."""
+    html = page.read_text(encoding="utf-8", errors="replace")
+    probe = page.with_name(f".browser-check-{page.name}")
+    probe.write_text(html.replace("</body>", MEASURE + "</body>", 1) if "</body>" in html else html + MEASURE,
+                     encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="chromium-") as tmp:
         netlog = Path(tmp) / "net.json"
         cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp}/profile", f"--log-net-log={netlog}",
-               f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri()]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+               f"--virtual-time-budget={budget_ms}", "--dump-dom", probe.resolve().as_uri()]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        finally:
+            probe.unlink(missing_ok=True)
         if result.returncode != 0 and not result.stdout:
             raise RuntimeError(f"chromium exited {result.returncode}: {result.stderr[-2000:]}")
         console = [f"{m.group(1)} ({m.group(2)})" for m in _CONSOLE.finditer(result.stderr)]
@@ -154,22 +187,50 @@ def check_dom(dom: str, chart_ids: list[str]) -> tuple[list[str], list[str]]:
     return drawn, errors
 
 
+def check_widths(dom: str) -> list[str]:
+    """Charts wider than the content column, from the attributes MEASURE left on <body>."""
+    m = re.search(r'data-wide-charts="([^"]*)"', dom)
+    col = re.search(r'data-column-width="(\d+)"', dom)
+    if m is None or col is None:
+        return ["chart widths not measured (the page's load event did not fire in the time budget)"]
+    return [f"{item.split(':')[0]}: {item.split(':')[1]} px wide, wider than the {col.group(1)} px content "
+            "column (a horizontal scrollbar)" for item in m.group(1).split()]
+
+
+def check_math(dom: str, expected: int) -> tuple[int, list[str]]:
+    """(formulas typeset, errors) in a rendered DOM that should hold `expected` formulas."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(dom, "html.parser")
+    done = len(soup.find_all("mjx-container"))
+    errors = [f"TeX error: {e.get_text(' ', strip=True)[:200]}" for e in soup.find_all("mjx-merror")]
+    if done < expected:
+        errors.append(f"{expected - done} of {expected} formulas not typeset (is MathJax served from _static?)")
+    return done, errors
+
+
 def check_page(page: Path, root: Path, chromium: str | None, budget_ms: int = 15000) -> PageReport:
-    """Static check of one page, and the browser check when it has charts."""
+    """Static check of one page, and the browser check when it has charts or math."""
     html = page.read_text(encoding="utf-8", errors="replace")
     report = PageReport(page.relative_to(root).as_posix())
     report.errors += static_problems(html)
     report.charts = list(dict.fromkeys(_CHART_ID.findall(html)))
     if not report.charts and "vegaEmbed(" in html:
         report.errors.append("calls vegaEmbed but has no altair-viz-* container to check")
-    if not report.charts:
+    report.math = len(_MATH.findall(html))
+    if not report.charts and not report.math:
         return report
     if chromium is None:
-        report.errors.append("chromium not found: charts not checked")
+        report.errors.append("chromium not found: charts and math not checked")
         return report
     dom, console, urls = render(page, chromium, budget_ms)
     report.drawn, errors = check_dom(dom, report.charts)
     report.errors += errors
+    if report.charts:
+        report.errors += check_widths(dom)
+    if report.math:
+        report.typeset, errors = check_math(dom, report.math)
+        report.errors += errors
     report.errors += [f"JavaScript error: {line}" for line in console if "Uncaught" in line]
     report.errors += [f"the page requested {url}" for url in urls]
     return report

@@ -1,7 +1,7 @@
 """Configuration as data: dataclasses with the paper's defaults, presets in YAML.
 
 A preset (`presets/NAME.yaml`) overrides any field; `--set section.key=value` overrides a
-preset. Defaults are the paper's baseline (REFERENCE.md); the testbed presets scale them
+preset. Defaults are the paper's baseline (book/protocol.md); the testbed presets scale them
 down and say so in `notes`. The full resolved config (and the seed) names a run's folder.
 """
 
@@ -114,7 +114,7 @@ class DataConfig:
 
 @dataclass
 class GRPOConfig:
-    """GRPO as in the paper's baseline (verl). Defaults are the paper's values (REFERENCE.md)."""
+    """GRPO as in the paper's baseline (verl). Defaults are the paper's values (book/protocol.md)."""
 
     steps: int = 120  # training steps; the paper classifies at step 120
     prompts_per_step: int = 256  # prompts whose groups enter one training step

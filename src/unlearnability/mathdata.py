@@ -29,7 +29,7 @@ from .config import DataConfig
 from .problems import Problem, check_unique_ids
 from .reward import last_boxed
 
-# The paper's level ranges (REFERENCE.md): Qwen2.5-0.5B trains on 1-4, Llama-3.2-3B on 3-5.
+# The paper's level ranges (book/protocol.md): Qwen2.5-0.5B trains on 1-4, Llama-3.2-3B on 3-5.
 LEVELS = {"easy": [1, 2, 3, 4], "hard": [3, 4, 5]}
 
 TEMPLATES = {

@@ -1,6 +1,6 @@
 """Numbers the paper reports, for showing beside the book's own results (never as them).
 
-Source: the paper's Table 1 and REFERENCE.md. Pages that show these must say that they are
+Source: the paper's Table 1 and book/protocol.md. Pages that show these must say that they are
 the paper's reported numbers, not computed by the book.
 """
 

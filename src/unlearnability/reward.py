@@ -2,7 +2,7 @@
 
     math_reward(response, gold) -> 1.0 if the response's final answer is equivalent to gold, else 0.0
 
-Steps (REFERENCE.md): cut the response at the first end-of-turn token; extract the answer
+Steps (book/protocol.md): cut the response at the first end-of-turn token; extract the answer
 from the last `\\boxed{...}` (fallbacks: "final answer is ...", "the answer is ...", the last
 number); parse gold and extracted answer with math-verify (each wrapped in `\\boxed{}`, so
 math-verify sees exactly that expression, not whatever else is in the text) and

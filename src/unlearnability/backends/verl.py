@@ -57,7 +57,7 @@ from ..problems import Problem
 VERL_VERSION = "0.9.1"
 ENTRY_POINT = "python3 -m verl.trainer.main_ppo"
 EXPORT_MANIFEST = "export.json"
-MAX_PROMPT_TOKENS = 1024  # REFERENCE.md: max prompt length (all three settings)
+MAX_PROMPT_TOKENS = 1024  # book/protocol.md: max prompt length (all three settings)
 VARIANTS = ("baseline", "clip-higher", "no-kl")
 CLIP_HIGHER_EPS = 0.28  # paper §4.2 ablation: eps_low 0.2, eps_high 0.28
 HERE = "${HERE}"  # placeholder in overrides for the export folder; run_*.sh sets HERE

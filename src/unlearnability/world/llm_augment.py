@@ -4,7 +4,7 @@ What the paper did: for each unlearnable example (and 100 random learnable ones)
 GPT-5 for (1) 5 similar problems "that can be solved with the same strategy" and (2) a
 decomposition into subproblems "such that solving the subproblems would readily give the
 answer of the original problem", each with an answer and a step-by-step solution; the
-answers were cross-validated by Gemini-2.5-pro, and (REFERENCE.md) kept only when
+answers were cross-validated by Gemini-2.5-pro, and (book/protocol.md) kept only when
 math-verify finds the two equivalent.
 
 What this module does, against any OpenAI-compatible server (`backends.llm`):
