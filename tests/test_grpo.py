@@ -123,3 +123,36 @@ def test_same_seed_same_history_and_resume_after_kill(smoke_store, tmp_path):
     cfg2, _, _ = smoke_run(tmp_path, checkpoint_every=2, seed=2)
     other = history.read_history(train_grpo(cfg2, tmp_path / "d", base, task))
     assert not ha[["prompt_id", "mean_reward"]].equals(other[["prompt_id", "mean_reward"]])
+
+
+def test_one_update_per_step_skips_the_old_policy_forward_and_matches_it(tiny_model, monkeypatch):
+    """With one mini-batch and one epoch the old log-probs are the current ones: the step uses
+    them detached (no separate forward), and they equal what the separate forward gives."""
+    import dataclasses
+
+    from unlearnability import grpo
+    from unlearnability.model import load_model
+
+    folder, tok = tiny_model
+    g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=2, ppo_epochs=1)
+    torch.manual_seed(0)
+    groups = [grpo.Group(f"p{i}", [1, 5 + i, 7], [torch.randint(3, len(tok), (L,)).tolist() for L in (3, 5, 2, 6)],
+                         [1.0, 0.0, 0.0, 1.0]) for i in range(2)]
+    model, ref = load_model(folder), load_model(folder)
+    full = grpo.pad_groups(groups, tok.pad_token_id)
+    with torch.no_grad():
+        separate = grpo.token_logprobs(model, full, g.temperature, "none")
+    model.train()
+    current, _ = grpo.token_logprobs(model, full, g.temperature, "none", with_entropy=True)
+    mask = full["response_mask"].bool()
+    assert torch.allclose(separate[mask], current.detach()[mask], atol=1e-6)
+    calls = []
+    real = grpo.token_logprobs
+    monkeypatch.setattr(grpo, "token_logprobs", lambda m, *a, **k: calls.append(m is model) or real(m, *a, **k))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    metrics, clip = grpo.train_step(model, ref, opt, groups, g, tok.pad_token_id, "none", seed=0)
+    assert calls == [False, True] and metrics["updates"] == 1  # the reference, then the one update
+    assert metrics["clip_frac"] == 0.0  # ratio exactly 1
+    calls.clear()
+    grpo.train_step(model, ref, opt, groups, dataclasses.replace(g, mini_batch_prompts=1), tok.pad_token_id, "none", 0)
+    assert calls == [True, False, True, True]  # two updates: the old policy's forward comes back

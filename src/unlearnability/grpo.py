@@ -213,8 +213,11 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
     rewards = torch.tensor([gr.rewards for gr in groups])  # (G, n)
     adv = group_advantages(rewards, g.adv_eps).reshape(-1, 1).to(dev)  # (G*n, 1)
     full = pad_groups(groups, pad_id)
+    # One update a step (one mini-batch, one epoch): the old policy is the current one, so the
+    # ratio is exactly 1 and the old log-probs are the current ones, detached: no extra forward.
+    on_policy = g.ppo_epochs == 1 and len(groups) <= g.mini_batch_prompts
     with torch.no_grad():
-        old = token_logprobs(model, full, g.temperature, amp)
+        old = None if on_policy else token_logprobs(model, full, g.temperature, amp)
         ref = token_logprobs(ref_model, full, g.temperature, amp) if ref_model is not None else None
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
@@ -230,7 +233,8 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
             T = mb["response_mask"].shape[1]
             mask = mb["response_mask"].to(dev)
             logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)
-            pg, clipped = policy_loss(logp, old[rows, :T], adv[rows], g.eps_low, g.eps_high, g.clip_ratio_c)
+            old_mb = logp.detach() if on_policy else old[rows, :T]  # (B, T)
+            pg, clipped = policy_loss(logp, old_mb, adv[rows], g.eps_low, g.eps_high, g.clip_ratio_c)
             pg_loss = token_mean(pg, mask)
             entropy = token_mean(ent, mask)
             loss = pg_loss - g.entropy_coef * entropy

@@ -122,21 +122,19 @@ class TorchSampler:
         ids, mask = ids.to(device), mask.to(device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
         stops = torch.tensor(sorted(self.stop_ids))
-        out_tok: list[list[int]] = [[] for _ in range(B)]
-        out_lp: list[list[float]] = [[] for _ in range(B)]
-        finished = [False] * B
+        T = params.max_new_tokens
+        out_tok = torch.full((B, T), -1, dtype=torch.long)  # (B, T): -1 after a row's last token
+        out_lp = torch.zeros((B, T))  # (B, T)
+        finished = torch.zeros(B, dtype=torch.bool)  # (B,)
         alive = torch.arange(B)  # original row of each row still in the batch
         with autocast(self.autocast):
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                              logits_to_keep=1)
             cache, cur = out.cache, pos[:, -1]
-            for _ in range(params.max_new_tokens):
+            for t in range(T):
                 tok, lp = sample_next(out.logits[:, -1].cpu(), params.temperature, params.top_p, gen)
                 done = torch.isin(tok, stops)
-                for r, t, l, d in zip(alive.tolist(), tok.tolist(), lp.tolist(), done.tolist()):
-                    out_tok[r].append(t)
-                    out_lp[r].append(l)
-                    finished[r] = d
+                out_tok[alive, t], out_lp[alive, t], finished[alive] = tok, lp, done  # no loop over rows
                 if bool(done.all()):
                     break
                 if bool(done.any()):  # drop finished rows: the batch shrinks as sequences end
@@ -150,9 +148,11 @@ class TorchSampler:
                 out = self.model(input_ids=tok.to(device)[:, None], attention_mask=mask,
                                  position_ids=cur[:, None], cache=cache, use_cache=True)
                 cache = out.cache
+        lengths = (out_tok >= 0).sum(1).tolist()
+        toks, lps, fin = out_tok.tolist(), out_lp.tolist(), finished.tolist()
         result = []
         for i in range(B):
-            c = Completion(index[i], out_tok[i], out_lp[i], finished=finished[i])
+            c = Completion(index[i], toks[i][: lengths[i]], lps[i][: lengths[i]], finished=fin[i])
             if self.tok is not None:
                 c.text = self.tok.decode(c.token_ids, skip_special_tokens=True)
             result.append(c)

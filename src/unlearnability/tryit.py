@@ -98,6 +98,10 @@ def missing(profile: str, run_overrides: list[dict[str, Any]],
     return len(bases), grpo
 
 
+def _dur(minutes: float) -> str:
+    return f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.0f} min"
+
+
 def cost(profile: str, t: Try, times: dict[str, list[float]]) -> str:
     if not t.runs and not t.bases:
         return f"{t.also} (not timed from the store)" if t.also else \
@@ -115,11 +119,11 @@ def cost(profile: str, t: Try, times: dict[str, list[float]]) -> str:
         if times[kind]:
             each = statistics.median(times[kind])
             total += n * each
-            parts.append(f"{n} {label}{'s' if n > 1 else ''} x {each:.0f} min "
+            parts.append(f"{n} {label}{'s' if n > 1 else ''} x {_dur(each)} "
                          f"(median of {len(times[kind])} in the store)")
         else:
             parts.append(f"{n} {label}{'s' if n > 1 else ''} (none in the store to time)")
-    head = f"about {total:.0f} min of training" if total else "training"
+    head = f"about {_dur(total)} of training" if total else "training"
     return f"{head} on this machine: " + " + ".join(parts) + f", then their evaluations{also}"
 
 
