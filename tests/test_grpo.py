@@ -156,3 +156,40 @@ def test_one_update_per_step_skips_the_old_policy_forward_and_matches_it(tiny_mo
     calls.clear()
     grpo.train_step(model, ref, opt, groups, dataclasses.replace(g, mini_batch_prompts=1), tok.pad_token_id, "none", 0)
     assert calls == [True, False, True, True]  # two updates: the old policy's forward comes back
+
+
+def test_length_buckets():
+    from unlearnability.grpo import length_buckets
+
+    assert length_buckets([5, 1, 3, 9, 2], 9) == [[1, 4, 2], [0], [3]]  # 3 rows x 3 tokens, then 5, then 9
+    assert sorted(i for c in length_buckets([4] * 10, 16) for i in c) == list(range(10))
+    assert length_buckets([20, 3], 10) == [[1], [0]]  # a row longer than the budget goes alone
+
+
+def test_loss_in_length_buckets_gives_the_same_update(tiny_model):
+    """`loss_chunk_tokens`: the same token-mean loss over fewer padded tokens, so the same step."""
+    import dataclasses
+
+    from unlearnability import grpo
+    from unlearnability.model import load_model
+
+    folder, tok = tiny_model
+    g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=2, ppo_epochs=1)
+    torch.manual_seed(0)
+    groups = [grpo.Group(f"p{i}", [1, 5 + i, 7][: 2 + i % 2],
+                         [torch.randint(3, len(tok), (L,)).tolist() for L in (3, 9, 1, 6)], [1.0, 0.0, 0.0, 1.0])
+              for i in range(4)]
+    out = {}
+    for chunk in (None, 24):
+        model, ref = load_model(folder), load_model(folder)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)  # plain SGD: the update is the gradient (Adam would
+        # blow up float noise in near-zero gradient entries to +-lr)
+        metrics, clip = grpo.train_step(model, ref, opt, groups, dataclasses.replace(g, loss_chunk_tokens=chunk),
+                                        tok.pad_token_id, "none", seed=0)
+        out[chunk] = (grpo.param_vector(model), metrics, clip)
+    (p0, m0, c0), (p1, m1, c1) = out[None], out[24]
+    assert m0["updates"] == m1["updates"] == 2 and not torch.equal(p0, grpo.param_vector(load_model(folder)))
+    assert torch.allclose(p0, p1, atol=1e-6)
+    for k in ("loss", "pg_loss", "kl", "entropy", "grad_norm", "clip_frac"):
+        assert m0[k] == pytest.approx(m1[k], rel=1e-5, abs=1e-7), k
+    assert c0 == pytest.approx(c1)

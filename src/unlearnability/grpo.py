@@ -119,7 +119,11 @@ def pad_groups(groups: list[Group], pad_id: int) -> dict[str, torch.Tensor]:
     returns input_ids (B, L), attention_mask (B, L), response_mask (B, L-1): 1 where the
     *next* token (the one position t predicts) is a response token; B = sum of group sizes.
     """
-    seqs = [(g.prompt_ids, r) for g in groups for r in g.responses]
+    return pad_rows([(g.prompt_ids, r) for g in groups for r in g.responses], pad_id)
+
+
+def pad_rows(seqs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """(prompt ids, response ids) pairs as right-padded sequences (see `pad_groups`)."""
     L = max(len(p) + len(r) for p, r in seqs)
     ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
     attn = torch.zeros((len(seqs), L), dtype=torch.long)
@@ -142,6 +146,18 @@ def token_logprobs(model, batch: dict[str, torch.Tensor], temperature: float, am
     logits = logits[:, :-1].float() / temperature
     logp = torch.gather(F.log_softmax(logits, -1), -1, ids[:, 1:, None])[..., 0]
     return (logp, entropy_from_logits(logits)) if with_entropy else logp
+
+
+def length_buckets(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Row indices sorted by length and cut into chunks of at most `max_tokens` padded tokens
+    (rows x the chunk's longest row; a row longer than that is a chunk alone)."""
+    chunks, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if cur and (len(cur) + 1) * lengths[i] > max_tokens:
+            chunks.append(cur)
+            cur = []
+        cur.append(i)
+    return chunks + [cur] if cur else chunks
 
 
 # ----------------------------------------------------------------------------- the run
@@ -228,27 +244,39 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
     for _ in range(g.ppo_epochs):
         for s in range(0, len(order), g.mini_batch_prompts):
             gidx = order[s: s + g.mini_batch_prompts]
-            rows = torch.tensor([gi * n + j for gi in gidx for j in range(n)])
-            mb = pad_groups([groups[i] for i in gidx], pad_id)
-            T = mb["response_mask"].shape[1]
-            mask = mb["response_mask"].to(dev)
-            logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)
-            old_mb = logp.detach() if on_policy else old[rows, :T]  # (B, T)
-            pg, clipped = policy_loss(logp, old_mb, adv[rows], g.eps_low, g.eps_high, g.clip_ratio_c)
-            pg_loss = token_mean(pg, mask)
-            entropy = token_mean(ent, mask)
-            loss = pg_loss - g.entropy_coef * entropy
-            kl = torch.zeros((), device=dev)
-            if ref is not None:
-                kl = token_mean(kl_penalty(logp, ref[rows, :T], g.kl_estimator), mask)
-                loss = loss + g.kl_coef * kl
+            rows = [gi * n + j for gi in gidx for j in range(n)]
+            seqs = [(groups[gi].prompt_ids, groups[gi].responses[j]) for gi in gidx for j in range(n)]
+            if g.loss_chunk_tokens:  # rows bucketed by length: less padding, gradients accumulated
+                chunks = length_buckets([len(p) + len(r) for p, r in seqs], g.loss_chunk_tokens)
+            else:  # the whole mini-batch in one forward
+                chunks = [list(range(len(seqs)))]
+            n_tok = max(1, sum(len(r) for _, r in seqs))  # the mini-batch's response tokens
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            parts = dict.fromkeys(("loss", "pg_loss", "kl", "entropy"), 0.0)
+            for chunk in chunks:
+                r_idx = torch.tensor([rows[i] for i in chunk])
+                mb = pad_rows([seqs[i] for i in chunk], pad_id)
+                T = mb["response_mask"].shape[1]
+                mask = mb["response_mask"].to(dev)  # (b, T)
+                scale = float(mask.sum()) / n_tok  # the chunk's share of the token mean
+                logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)
+                old_mb = logp.detach() if on_policy else old[r_idx, :T]  # (b, T)
+                pg, clipped = policy_loss(logp, old_mb, adv[r_idx], g.eps_low, g.eps_high, g.clip_ratio_c)
+                pg_loss = token_mean(pg, mask) * scale
+                entropy = token_mean(ent, mask) * scale
+                loss = pg_loss - g.entropy_coef * entropy
+                kl = torch.zeros((), device=dev)
+                if ref is not None:
+                    kl = token_mean(kl_penalty(logp, ref[r_idx, :T], g.kl_estimator), mask) * scale
+                    loss = loss + g.kl_coef * kl
+                loss.backward()
+                clipped_tokens[r_idx] += (clipped.float() * mask).sum(-1).detach().cpu()
+                for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy)):
+                    parts[k] += float(v.detach())
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
             opt.step()
-            clipped_tokens[rows] += (clipped.float() * mask).sum(-1).detach().cpu()
-            for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy), ("grad_norm", gn)):
-                sums[k] += float(v.detach())
+            for k, v in {**parts, "grad_norm": float(gn)}.items():
+                sums[k] += v
             updates += 1
     model.eval()
     n_tokens = full["response_mask"].sum(-1)  # (G*n,)
