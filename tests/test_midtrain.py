@@ -21,7 +21,7 @@ def test_new_fields_keep_existing_cache_keys():
     assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "cb356a1e293c"
     assert runs.base_dir(load_config("default")).name == "dafb2b26db0b"
     assert runs.base_dir(load_config("smoke")).name == "9d7970db8806"
-    assert runs.grpo_dir(load_config("smoke")).name == "6e176640957b"  # smoke.yaml sets gradients.rollouts: 64
+    assert runs.grpo_dir(load_config("smoke")).name == "e9dbdcc9bcff"  # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512
     d = config._cache_dict(load_config("default"))
     assert "midtrain" not in d and "augment" not in d["data"]
     # spelled out at their defaults: the same keys
