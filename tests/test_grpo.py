@@ -134,7 +134,8 @@ def test_one_update_per_step_skips_the_old_policy_forward_and_matches_it(tiny_mo
     from unlearnability.model import load_model
 
     folder, tok = tiny_model
-    g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=2, ppo_epochs=1)
+    g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=2, ppo_epochs=1,
+                            loss_chunk_tokens=None)
     torch.manual_seed(0)
     groups = [grpo.Group(f"p{i}", [1, 5 + i, 7], [torch.randint(3, len(tok), (L,)).tolist() for L in (3, 5, 2, 6)],
                          [1.0, 0.0, 0.0, 1.0]) for i in range(2)]

@@ -147,9 +147,10 @@ class GRPOConfig:
     replay_capacity: int = late(5)  # most recent positives buffered per prompt
     max_replay: int = late(2)  # times one buffered positive may be replayed (paper 2; authors' code 3)
     init_from: str | None = late(None)  # start the policy and the KL reference from this checkpoint folder (curriculum stage 2)
-    # speed: the loss's forward passes over rows bucketed by length, at most this many padded
-    # tokens each, gradients accumulated (the same token-mean loss, less padding); None = one
-    # forward per mini-batch. Numerically equal up to float summation order.
+    # speed: every forward pass of a training step (old policy, reference, loss) over rows
+    # bucketed by length, at most this many padded tokens each, gradients accumulated (the same
+    # token-mean loss, less padding); None = one forward per mini-batch. Numerically equal up to
+    # float summation order.
     loss_chunk_tokens: int | None = late(None)
 
 

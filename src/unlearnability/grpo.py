@@ -221,6 +221,23 @@ def _downsample(gr: Group, g: GRPOConfig, buffer: ReplayBuffer, rng: random.Rand
     return Group(gr.prompt_id, gr.prompt_ids, d.responses, d.rewards, drawn=gr.rewards), row
 
 
+@torch.no_grad()
+def frozen_logprobs(model, groups: list[Group], full: dict[str, torch.Tensor], g: GRPOConfig, pad_id: int,
+                    amp: str) -> torch.Tensor:
+    """Token log-probs (B, L-1) of every rollout under a model that this step does not train
+    (the old policy, the reference), laid out as `full` (`pad_groups(groups)`). With
+    `g.loss_chunk_tokens`, computed over length buckets (less padding); the rows are right-padded,
+    so each bucket's columns line up with `full`'s."""
+    if not g.loss_chunk_tokens:
+        return token_logprobs(model, full, g.temperature, amp)
+    seqs = [(gr.prompt_ids, r) for gr in groups for r in gr.responses]
+    out = torch.zeros(full["response_mask"].shape, device=next(model.parameters()).device)
+    for chunk in length_buckets([len(p) + len(r) for p, r in seqs], g.loss_chunk_tokens):
+        lp = token_logprobs(model, pad_rows([seqs[i] for i in chunk], pad_id), g.temperature, amp)  # (b, T)
+        out[torch.tensor(chunk), : lp.shape[1]] = lp
+    return out
+
+
 def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id: int, amp: str,
                seed: int) -> tuple[dict, dict[str, float]]:
     """One GRPO step on `groups`: returns (metrics, clip fraction per prompt id)."""
@@ -233,8 +250,8 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
     # ratio is exactly 1 and the old log-probs are the current ones, detached: no extra forward.
     on_policy = g.ppo_epochs == 1 and len(groups) <= g.mini_batch_prompts
     with torch.no_grad():
-        old = None if on_policy else token_logprobs(model, full, g.temperature, amp)
-        ref = token_logprobs(ref_model, full, g.temperature, amp) if ref_model is not None else None
+        old = None if on_policy else frozen_logprobs(model, groups, full, g, pad_id, amp)
+        ref = frozen_logprobs(ref_model, groups, full, g, pad_id, amp) if ref_model is not None else None
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
     clipped_tokens = torch.zeros(len(groups) * n)
