@@ -337,17 +337,7 @@ class ParametersTable:
 
     def command(self) -> str:
         """The command that re-executes the chapter with exactly these parameters."""
-        args = ["unlearn", "chapter", self.chapter or "NAME",
-                "--profile", shlex.quote(str(self.params.get("profile", "default")))]
-        for key, value in self.params.items():
-            if key == "profile":
-                continue
-            if key == "overrides" and isinstance(value, dict):
-                for dotted, leaf in _flatten(value):
-                    args += ["-p", shlex.quote(f"{dotted}={_yaml_flow(leaf)}")]
-            else:
-                args += ["-p", shlex.quote(f"{key}={_yaml_flow(value)}")]
-        return " ".join(args)
+        return chapter_command(self.chapter or "NAME", str(self.params.get("profile", "default")), self.params)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(_yaml_flow(v))}</code></td></tr>"
@@ -361,6 +351,21 @@ class ParametersTable:
         width = max((len(k) for k in self.params), default=0)
         lines = [f"{k:<{width}}  {_yaml_flow(v)}" for k, v in self.params.items()]
         return "\n".join(["Parameters this page was executed with:", *lines, f"re-run: {self.command()}"])
+
+
+def chapter_command(chapter: str, profile: str, params: dict[str, Any]) -> str:
+    """`unlearn chapter CHAPTER --profile PROFILE -p key=value ...` for these notebook parameters
+    (`profile` skipped; an `overrides` dict spelled as dotted keys; values as YAML)."""
+    args = ["unlearn", "chapter", chapter, "--profile", shlex.quote(profile)]
+    for key, value in params.items():
+        if key == "profile":
+            continue
+        if key == "overrides" and isinstance(value, dict):
+            for dotted, leaf in _flatten(value):
+                args += ["-p", shlex.quote(f"{dotted}={_yaml_flow(leaf)}")]
+        else:
+            args += ["-p", shlex.quote(f"{key}={_yaml_flow(value)}")]
+    return " ".join(args)
 
 
 def _yaml_flow(value: Any) -> str:

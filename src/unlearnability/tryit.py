@@ -16,7 +16,6 @@ machine measured, under whatever else ran beside them; the box says how many run
 from __future__ import annotations
 
 import html
-import shlex
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import pandas as pd
 import yaml
 
 from . import runs
+from .book import chapter_command
 from .config import load_config
 
 
@@ -45,15 +45,7 @@ def seeded(overrides: dict | None, change: dict, seeds: list[int]) -> list[dict[
     return [merge_overrides(overrides, change, {"grpo": {"seed": int(s)}}) for s in seeds]
 
 
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
-
-
-def command(chapter: str, profile: str, params: dict[str, Any]) -> str:
-    args = ["unlearn", "chapter", chapter, "--profile", shlex.quote(profile)]
-    for key, value in params.items():
-        args += ["-p", shlex.quote(f"{key}={_yaml(value)}")]
-    return " ".join(args)
+command = chapter_command  # the re-execution command of a try (the parameters table's, book.py)
 
 
 def store_times(profile: str, store: Path | None = None) -> dict[str, list[float]]:
