@@ -383,6 +383,12 @@ def _check_types(cfg: Config) -> None:
                 raise ConfigError(f"{section.name}.{f.name}: expected an integer, got {v!r}")
             elif t == "bool" and not isinstance(v, bool):
                 raise ConfigError(f"{section.name}.{f.name}: expected true/false, got {v!r}")
+            elif t.startswith("dict[") and "float]" in t and isinstance(v, dict):
+                # {worked: 1} and {worked: 1.0} are one config: one cache key
+                for k, x in v.items():
+                    if isinstance(x, bool) or not isinstance(x, (int, float)):
+                        raise ConfigError(f"{section.name}.{f.name}.{k}: expected a number, got {x!r}")
+                setattr(obj, f.name, {k: float(x) for k, x in v.items()})
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:
