@@ -65,3 +65,43 @@ def test_style_shares_and_targets():
     assert not met["validation gain >= 40% of training gain (seed 2)"]  # 0.15
     assert met["seeds switch label <= 30% (non-easy, with a positive)"]
     assert met["learnable >= 40 problems"] and not met["unlearnable >= 40 problems"]
+
+
+def _style_headroom():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "style_headroom.py"
+    spec = importlib.util.spec_from_file_location("style_headroom", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_style_headroom_arms_differ_only_in_the_base_model():
+    from unlearnability import runs
+    from unlearnability.config import load_config
+
+    sh = _style_headroom()
+    assert sh.style_mix(0.4) == {"worked": 0.4, "terse": 0.2, "leap": 0.2, "answer": 0.2}  # not 0.19999...
+    assert sh.style_mix(1.0) == {"worked": 1.0}
+    with pytest.raises(SystemExit, match="worked share"):
+        sh.style_mix(0.0)
+    common = {"grpo": {"steps": 20, "loss_chunk_tokens": 4096}}
+    arms = sh.arms([0.4], [0.25], True, common)
+    assert list(arms) == ["preset", "mid-trained, worked 0.4", "from scratch, worked 0.25", "worked only (control)"]
+    cfgs = {name: load_config("default", o) for name, o in arms.items()}
+    assert all(c.grpo.steps == 20 and c.grpo.loss_chunk_tokens == 4096 for c in cfgs.values())
+    preset = cfgs["preset"]
+    mid = cfgs["mid-trained, worked 0.4"]
+    assert mid.midtrain.mixture == "pretrain" and mid.world == preset.world
+    assert runs.base_dir(mid) == runs.base_dir(preset)  # continues the preset's cached base model
+    assert cfgs["from scratch, worked 0.25"].world.styles["worked"] == 0.25
+    assert runs.base_dir(cfgs["worked only (control)"]) != runs.base_dir(preset)
+    assert len({runs.grpo_dir(c) for c in cfgs.values()}) == 4
+    # one run's row: validation paired by problem, training reward of the first / last sixth of the steps
+    v = pd.DataFrame({"step": [0, 0, 20, 20], "prompt_id": ["a", "b", "a", "b"], "mean_reward": [0.0, 0.5, 0.5, 0.5]})
+    log = pd.DataFrame({"mean_reward": [0.1] * 6 + [0.3] * 6, "kl": [0.0] * 11 + [0.2]})
+    row = sh.arm_row(v, log)
+    assert row["change"] == pytest.approx(0.25) and row["reward first sixth"] == pytest.approx(0.1)
+    assert row["last sixth"] == pytest.approx(0.3) and row["max KL"] == pytest.approx(0.2)
