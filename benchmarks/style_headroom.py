@@ -60,11 +60,9 @@ def arm_row(validation: pd.DataFrame, train_log: pd.DataFrame) -> dict[str, floa
     """One run's row: paired validation change (first to last validated step) and training reward."""
     from unlearnability.analysis import calibration as cal
 
-    v = cal.paired_change(validation)
-    k = max(1, len(train_log) // 6)
-    return {"validation before": v["before"], "after": v["after"], "change": v["change"], "SE": v["se"],
-            "reward first sixth": train_log.mean_reward.head(k).mean(),
-            "last sixth": train_log.mean_reward.tail(k).mean(), "max KL": train_log.kl.max()}
+    r = cal.run_summary(validation, train_log)
+    return {"validation before": r["before"], "after": r["after"], "change": r["change"], "SE": r["se"],
+            "reward first sixth": r["reward_first"], "last sixth": r["reward_last"], "max KL": r["max_kl"]}
 
 
 def main() -> None:

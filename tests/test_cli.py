@@ -21,7 +21,6 @@ def test_presets_and_overrides():
     assert (paper.grpo.lr, paper.grpo.kl_coef, paper.grpo.entropy_coef) == (5e-7, 1e-4, 1e-3)
 
 
-
 def test_equal_configs_share_one_cache_key():
     """`{worked: 1}` and `{worked: 1.0}` are the same corpus: the same base model folder."""
     one = load_config("default", parse_set(["world.styles={worked: 1}"]))
@@ -31,6 +30,7 @@ def test_equal_configs_share_one_cache_key():
     assert one.section_hash() != load_config("default").section_hash()
     with pytest.raises(ConfigError, match=r"world\.styles\.worked: expected a number, got 'lots'"):
         load_config("default", parse_set(["world.styles={worked: lots}"]))
+
 
 def test_grpo_prints_run_folder_and_evaluate_writes_pass1(smoke_store, capsys):
     assert main(["grpo", "--preset", "smoke", "--seed", "7", "--set", "grpo.steps=2"]) == 0

@@ -38,6 +38,18 @@ def paired_change(validation: pd.DataFrame, start: int | None = None, end: int |
             "change": float(d.mean()), "se": se, "n": n, "start": int(start), "end": int(end)}
 
 
+def run_summary(validation: pd.DataFrame, train_log: pd.DataFrame) -> dict:
+    """One GRPO run in a row: its held-out validation change (`paired_change`, first to last
+    validated step) beside its training reward, the mean reward of the prompts drawn in the first
+    and in the last sixth of the steps (`reward_first`, `reward_last`), and the largest KL (`max_kl`).
+
+    train_log: the run's `train_log.csv` (a row per step, with mean_reward and kl).
+    """
+    k = max(1, len(train_log) // 6)
+    return {**paired_change(validation), "reward_first": train_log.mean_reward.head(k).mean(),
+            "reward_last": train_log.mean_reward.tail(k).mean(), "max_kl": train_log.kl.max()}
+
+
 def validation_curve(validation: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
     """Per step: mean validation pass@1 over problems and a normal confidence band
     (mean +- z * std over problems / sqrt(n)). Columns step, mean, lo, hi, n."""
