@@ -101,6 +101,8 @@ def main() -> None:
     print(f"\n== groups (intersection over seeds {seeds}, tau {args.tau})")
     print(t1.to_string())
     sw = cal.seed_switches(cls, st.histories)
+    print("\n== switching problems: the labels each gets across seeds")
+    print(cal.switch_pairs(cls).to_string())
     min_group = round(40 * len(s) / 1024) if limit else 40
     if args.control_seeds:
         from unlearnability.history import read_validation

@@ -116,7 +116,12 @@ def test_figure10_gradients_are_cached(smoke_store, monkeypatch):
     assert (augmented.group == augmented.source_id.map(group_of)).all()
     assert set(long.columns) >= {"prompt_id", "group", "source_id", "kind", "rollouts", "correct", "kept",
                                  "sim_train", "sim_source"}
-    assert long.loc[long.kept, "sim_train"].between(-1, 1).all()
+    kept = long[long.kept.astype(bool)]
+    assert kept.sim_train.dropna().between(-1, 1).all()
+    # NaN exactly where no *other* original has a gradient to compare with (itself excluded)
+    ref = set(originals[originals.kept.astype(bool)].prompt_id)
+    alone = kept.prompt_id.map(lambda i: len(ref - {i}) == 0)
+    assert (kept.sim_train.isna() == alone).all()
     fig = aug.per_source_similarity(long)
     assert sorted(fig.prompt_id) == sorted(group_of[group_of != "easy"].index)
     assert (fig.n_similar == 2).all() and {"sim_augmented", "sim_subproblem", "kept_similar"} <= set(fig.columns)

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from unlearnability.analysis.calibration import (fleiss_kappa, paired_change, seed_switches, style_shares,
+from unlearnability.analysis.calibration import (fleiss_kappa, paired_change, seed_switches, style_shares, switch_pairs,
                                                  targets, validation_curve)
 from unlearnability.groups import classify
 
@@ -46,6 +46,9 @@ def test_seed_switches_count_only_non_easy_problems_with_a_positive():
     cls = classify(initial, finals, h, tau=0.1)
     sw = seed_switches(cls, h)
     assert sw["problems"] == 2 and sw["switch"] == 0.5  # "flip" is learnable in seed 1, unlearnable in seed 2
+    pairs = switch_pairs(cls)
+    assert pairs.to_dict() == {"learnable / unlearnable": 1}
+    assert switch_pairs(cls[cls.index != "flip"]).empty
 
 
 def test_style_shares_and_targets():

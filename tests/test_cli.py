@@ -32,6 +32,13 @@ def test_equal_configs_share_one_cache_key():
         load_config("default", parse_set(["world.styles={worked: lots}"]))
 
 
+def test_answer_space_must_fit_the_digit_tokens():
+    assert load_config("default", parse_set(["world.p=50"])).world.p == 50
+    assert load_config("default", parse_set(["world.p=211", "world.digits=3"])).world.p == 211
+    with pytest.raises(ConfigError, match=r"world\.p=211 with world\.digits=2: .* world\.digits >= 3"):
+        load_config("default", parse_set(["world.p=211"]))  # 100-210 would be three digit tokens, the rest two
+
+
 def test_grpo_prints_run_folder_and_evaluate_writes_pass1(smoke_store, capsys):
     assert main(["grpo", "--preset", "smoke", "--seed", "7", "--set", "grpo.steps=2"]) == 0
     run = Path(capsys.readouterr().out.strip().splitlines()[-1])

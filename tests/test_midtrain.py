@@ -11,25 +11,30 @@ from unlearnability.analysis import midtraining
 from unlearnability.config import MidtrainConfig, load_config
 from unlearnability.midtrain import (ensure_midtrained, midtrain_dir, midtraining_problems,
                                      midtraining_stream, resolve_mixture, without_midtrain)
-from unlearnability.pretrain import ensure_base_model
+from unlearnability.pretrain import ensure_base_model, final_styles, without_anneal
 from unlearnability.tasks import load_task
 
 TINY = {"tokens": 3000, "warmup_steps": 2}  # a few optimizer steps on the smoke model
 
 
 def test_new_fields_keep_existing_cache_keys():
-    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "cb356a1e293c"
-    assert runs.base_dir(load_config("default")).name == "dafb2b26db0b"
-    assert runs.base_dir(load_config("smoke")).name == "9d7970db8806"
-    assert runs.grpo_dir(load_config("smoke")).name == "e9dbdcc9bcff"  # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512
+    # the default preset: an annealed base (its first phase keeps the key it had before the anneal landed)
+    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "6583d0835e0b"
+    assert runs.base_dir(load_config("default")).name == "b07f4354cea4"
+    assert runs.base_dir(without_anneal(load_config("default"))).name == "dafb2b26db0b"
+    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1, "loss_chunk_tokens": None},
+                                                 "pretrain": {"anneal_styles": None}})).name == "cb356a1e293c"
+    assert runs.base_dir(load_config("smoke")).name == "027a3c41fc44"  # smoke.yaml: a final phase too
+    assert runs.base_dir(without_anneal(load_config("smoke"))).name == "9d7970db8806"
+    assert runs.grpo_dir(load_config("smoke")).name == "cd08e0c49c37"  # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512
     d = config._cache_dict(load_config("default"))
     assert "midtrain" not in d and "augment" not in d["data"]
     # spelled out at their defaults: the same keys
     same = load_config("default", {"grpo": {"seed": 1}, "midtrain": {"tokens": MidtrainConfig().tokens},
                                    "data": {"augment": None}})
-    assert runs.grpo_dir(same).name == "cb356a1e293c"
+    assert runs.grpo_dir(same).name == "6583d0835e0b"
     on = load_config("default", {"midtrain": {"mixture": "hybrid"}})
-    assert runs.base_dir(on).name == "dafb2b26db0b"  # the pretrained model it starts from
+    assert runs.base_dir(on).name == "b07f4354cea4"  # the pretrained model it starts from
     assert on.section_hash() != load_config("default").section_hash()
     assert config.config_from_dict(on.to_dict()).section_hash() == on.section_hash()
 
@@ -144,3 +149,31 @@ def test_grpo_and_figure11_from_the_midtrained_model(smoke_store, monkeypatch):
     monkeypatch.setattr(gradients, "example_gradients", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     again = midtraining.midtrain_similarity("smoke", None, difficult, mixtures=("hybrid",), **kw)
     assert again.equals(fig)  # cached per model
+
+
+def test_anneal_is_a_cached_final_phase_equal_to_midtraining_on_the_pretrain_mixture(smoke_store, monkeypatch):
+    styles = {"worked": 0.25, "terse": 0.25, "leap": 0.25, "answer": 0.25}
+    cfg = load_config("smoke", {"pretrain": {"anneal_styles": styles, "anneal_tokens": 3000}})
+    first = ensure_base_model(without_anneal(cfg))
+    folder = ensure_base_model(cfg, quiet=True)
+    assert folder == runs.base_dir(cfg) != first and runs.is_done(folder)
+    assert final_styles(cfg) == styles and final_styles(without_anneal(cfg)) == cfg.world.styles
+    assert (folder / "anneal_seconds.txt").exists() and (folder / "tokenizer.json").exists()
+    assert _weights(folder) != _weights(first)
+    # the same computation as mid-training the first phase on the pretraining mixture with those styles
+    mid = load_config("smoke", {"pretrain": {"anneal_styles": None},
+                                "midtrain": {"mixture": "pretrain", "styles": styles, "tokens": 3000}})
+    assert _weights(ensure_midtrained(mid, quiet=True)) == _weights(folder)
+    # mid-training on top of an annealed base starts from it, and its "pretrain" mixture is the final mix
+    on_top = load_config("smoke", {"pretrain": {"anneal_styles": styles, "anneal_tokens": 3000},
+                                   "midtrain": {"mixture": "pretrain", **TINY}})
+    seen = {}
+    monkeypatch.setattr(midtrain, "_midtrain", lambda c, base, f, mix, q: seen.update(base=base, mix=mix) or f)
+    ensure_midtrained(on_top)
+    assert seen["base"] == folder and seen["mix"].styles == styles
+    # the matched control turns every phase's extra styles off
+    control = load_config("smoke", experiment.merge_overrides(
+        {"pretrain": {"anneal_styles": styles}}, experiment.control_overrides()))
+    assert control.pretrain.anneal_styles is None and control.world.styles == {"worked": 1.0}
+    with pytest.raises(ValueError, match="pretrain.anneal_styles"):
+        ensure_base_model(load_config("smoke", {"pretrain": {"anneal_styles": {"worked": -1.0}}}))

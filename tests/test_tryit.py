@@ -30,8 +30,11 @@ def test_costs_come_from_the_store(store):
         Try({"grpo.lr": 1e-4}, "new", runs=seeded({}, {"grpo": {"lr": 1e-4}}, [1, 2, 3])),
         Try({"world.p": 13}, "new world", runs=seeded({}, {"world": {"p": 13}}, [1])),
         Try({"gradients.rollouts": 128}, "analysis", also="a new gradient analysis"),
+        Try({"world.p": 13}, "another chapter", chapter="testbed", bases=[{"world": {"p": 13}}]),
     ])
     costs = [c for _, _, c in box.rows]
+    assert box.rows[5][0].startswith("unlearn chapter testbed --profile smoke -p world.p=13")
+    assert costs[5].startswith("about 10 min of training") and "1 pretraining x 10 min" in costs[5]
     assert costs[0] == "no new training: every run is reused from the store"
     assert costs[1] == "no new training: the 2 run(s) it needs are already in the store"
     assert costs[2].startswith("about 9 min of training") and "3 GRPO runs x 3 min (median of 2 in the store)" in costs[2]

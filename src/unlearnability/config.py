@@ -92,6 +92,11 @@ class PretrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 50
+    # A final phase (an anneal): continue the model on the same world with the response styles
+    # re-weighted, as base models end pretraining on a different data mix. On the testbed it sets
+    # the base model's style prior (which style it samples) after it has learnt every style.
+    anneal_styles: dict[str, float] | None = late(None)  # the final phase's style shares; None = off
+    anneal_tokens: int | None = late(None)  # tokens of the final phase; None = a seventh of `tokens`
 
 
 @dataclass
@@ -389,6 +394,10 @@ def _check_types(cfg: Config) -> None:
                     if isinstance(x, bool) or not isinstance(x, (int, float)):
                         raise ConfigError(f"{section.name}.{f.name}.{k}: expected a number, got {x!r}")
                 setattr(obj, f.name, {k: float(x) for k, x in v.items()})
+    w = cfg.world
+    if w.digits and w.p > 10 ** w.digits:  # else numbers from 10**digits up get more digit tokens than the rest
+        raise ConfigError(f"world.p={w.p} with world.digits={w.digits}: answers up to {w.p - 1} need "
+                          f"world.digits >= {len(str(w.p - 1))} (or world.p <= {10 ** w.digits})")
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

@@ -207,6 +207,12 @@ def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> 
 CONTROL_STYLES = {"worked": 1.0}  # the matched control's corpus: worked solutions only
 
 
+def control_overrides() -> dict:
+    """The matched control's config overrides: worked solutions only in every pretraining phase
+    (no final style phase either), so the same pretraining with the extra response styles off."""
+    return {"world": {"styles": dict(CONTROL_STYLES)}, "pretrain": {"anneal_styles": None}}
+
+
 def merge_overrides(*layers: dict | None) -> dict:
     """Nested dicts merged left to right: merge_overrides({"grpo": {"lr": 1}}, {"grpo": {"seed": 2}})
     == {"grpo": {"lr": 1, "seed": 2}}."""
@@ -225,8 +231,9 @@ def variant_runs(profile: str, seeds: list[int], overrides: dict | None, changes
 
 def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
     """The matched control of `profile` + `overrides`: the same runs with the extra response
-    styles off (`world.styles = CONTROL_STYLES`, so its own pretraining); {seed: run folder}."""
-    return variant_runs(profile, seeds, overrides, {"world": {"styles": dict(CONTROL_STYLES)}})
+    styles off (`CONTROL`: worked solutions only, no final style phase, so its own pretraining);
+    {seed: run folder}."""
+    return variant_runs(profile, seeds, overrides, control_overrides())
 
 
 def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,

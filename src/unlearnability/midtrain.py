@@ -188,12 +188,14 @@ def ensure_midtrained(cfg: Config, quiet: bool = False) -> Path:
     if cfg.model.hub_id:
         raise ValueError(f"midtrain: the testbed mid-trains its own model only; with model.hub_id={cfg.model.hub_id!r} "
                          "set the hub id of a mid-trained model instead (e.g. OctoThinker/OctoThinker-3B-Hybrid-Base)")
-    mix = resolve_mixture(cfg.world, cfg.midtrain)  # bad weights fail before any training
+    from .pretrain import ensure_base_model, final_styles
+
+    # "styles as in pretraining" = the mix the base model saw last (its final phase's, if any)
+    world = dataclasses.replace(cfg.world, styles=final_styles(cfg))
+    mix = resolve_mixture(world, cfg.midtrain)  # bad weights fail before any training
     folder = midtrain_dir(cfg)
     if runs.is_done(folder):
         return folder
-    from .pretrain import ensure_base_model
-
     base = Path(ensure_base_model(without_midtrain(cfg), quiet))
     with runs.locked(folder):
         if runs.is_done(folder):  # another process finished it while we waited

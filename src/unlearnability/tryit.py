@@ -36,6 +36,7 @@ class Try:
     runs: list[dict[str, Any]] = field(default_factory=list)  # config overrides of each GRPO run it needs
     bases: list[dict[str, Any]] = field(default_factory=list)  # config overrides of base models it needs alone
     also: str = ""  # other work it redoes that the store does not time (e.g. "a new gradient analysis")
+    chapter: str = ""  # re-execute this chapter instead of the box's own (the introduction points ahead)
 
 
 def seeded(overrides: dict | None, change: dict, seeds: list[int]) -> list[dict[str, Any]]:
@@ -124,7 +125,7 @@ class TryIt:
 
     def __init__(self, chapter: str, profile: str, tries: list[Try], store: Path | None = None):
         times = store_times(profile, store)
-        self.rows = [(command(chapter, profile, t.params), t.why, cost(profile, t, times)) for t in tries]
+        self.rows = [(command(t.chapter or chapter, profile, t.params), t.why, cost(profile, t, times)) for t in tries]
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li><p><code>{html.escape(cmd)}</code></p><p>{html.escape(why)} "

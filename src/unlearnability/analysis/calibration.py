@@ -94,6 +94,20 @@ def seed_switches(classified: pd.DataFrame, histories: dict) -> dict:
             "kappa": fleiss_kappa(lab)}
 
 
+def switch_pairs(classified: pd.DataFrame) -> pd.Series:
+    """Between which labels the switching problems move: per set of labels a problem gets across
+    the seeds (e.g. "no_reward / unlearnable"), how many non-easy problems get exactly that set.
+
+    classified: `groups.classify` output (columns seed_<s>). Sorted by count, largest first;
+    empty when no problem switches. A problem easy in every seed is not counted.
+    """
+    cols = [c for c in classified.columns if c.startswith("seed_")]
+    lab = classified[cols][~(classified[cols] == "easy").all(axis=1)]
+    moved = lab[lab.nunique(axis=1) > 1]
+    sets = pd.Series([" / ".join(sorted(set(r))) for r in moved.itertuples(index=False)], dtype=object)
+    return sets.value_counts().rename("problems").rename_axis("labels across seeds")
+
+
 def style_shares(samples: pd.DataFrame, by: str | None = None, correct_only: bool = False) -> pd.DataFrame:
     """Share of each response style among samples (rows: `by` values or one row "all").
 
