@@ -4,7 +4,7 @@ import pandas as pd
 
 from unlearnability import book, runs
 from unlearnability.config import load_config
-from unlearnability.tryit import Try, TryIt, command, seeded
+from unlearnability.tryit import Try, TryIt, command, seeded, store_times
 
 
 def fake_run(overrides, seconds_per_step):
@@ -34,6 +34,12 @@ def test_costs_come_from_the_store(store):
     ])
     costs = [c for _, _, c in box.rows]
     assert box.rows[5][0].startswith("unlearn chapter testbed --profile smoke -p world.p=13")
+    # the smoke base has a final phase: a first-phase-only base in the store is not a pretraining's time
+    first = runs.base_dir(load_config("smoke", {"pretrain": {"anneal_styles": None}}))
+    runs.write_config(first, load_config("smoke", {"pretrain": {"anneal_styles": None}}))
+    (first / "pretrain_seconds.txt").write_text("60.0\n")
+    runs.mark_done(first)
+    assert store_times("smoke")["pretrain"] == [10.0]
     assert costs[5].startswith("about 10 min of training") and "1 pretraining x 10 min" in costs[5]
     assert costs[0] == "no new training: every run is reused from the store"
     assert costs[1] == "no new training: the 2 run(s) it needs are already in the store"

@@ -51,9 +51,11 @@ command = chapter_command  # the re-execution command of a try (the parameters t
 
 def store_times(profile: str, store: Path | None = None) -> dict[str, list[float]]:
     """Minutes of the store's finished GRPO runs of `profile` at its step count, and of its
-    pretrained base models: {"grpo": [...], "pretrain": [...]}."""
+    pretrained base models with as many phases as the profile's (with or without a final
+    phase, `pretrain.anneal_styles`; a two-phase base records both): {"grpo": [...], "pretrain": [...]}."""
     store = Path(store) if store else runs.home()
     steps = load_config(profile).grpo.steps
+    two_phase = load_config(profile).pretrain.anneal_styles is not None
     out: dict[str, list[float]] = {"grpo": [], "pretrain": []}
     for run in sorted((store / "grpo").glob("*/DONE")):
         folder = run.parent
@@ -67,7 +69,7 @@ def store_times(profile: str, store: Path | None = None) -> dict[str, list[float
     for f in sorted((store / "base").glob("*/pretrain_seconds.txt")):
         try:
             cfg = yaml.safe_load((f.parent / "config.yaml").read_text())
-            if cfg.get("name") == profile:
+            if cfg.get("name") == profile and (cfg.get("pretrain", {}).get("anneal_styles") is not None) == two_phase:
                 out["pretrain"].append(float(f.read_text().split()[0]) / 60)
         except (OSError, ValueError, IndexError, yaml.YAMLError):
             continue
