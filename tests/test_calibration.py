@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from unlearnability.analysis.calibration import (fleiss_kappa, paired_change, seed_switches, style_shares, switch_pairs,
-                                                 targets, validation_curve)
+                                                 switch_sets, targets, validation_curve)
 from unlearnability.groups import classify
 
 
@@ -48,6 +48,7 @@ def test_seed_switches_count_only_non_easy_problems_with_a_positive():
     assert sw["problems"] == 2 and sw["switch"] == 0.5  # "flip" is learnable in seed 1, unlearnable in seed 2
     pairs = switch_pairs(cls)
     assert pairs.to_dict() == {"learnable / unlearnable": 1}
+    assert switch_sets(cls).to_dict() == {"flip": "learnable / unlearnable"}
     assert switch_pairs(cls[cls.index != "flip"]).empty
 
 

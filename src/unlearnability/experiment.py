@@ -231,7 +231,7 @@ def variant_runs(profile: str, seeds: list[int], overrides: dict | None, changes
 
 def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
     """The matched control of `profile` + `overrides`: the same runs with the extra response
-    styles off (`CONTROL`: worked solutions only, no final style phase, so its own pretraining);
+    styles off (`control_overrides()`: worked solutions only, no final style phase, so its own pretraining);
     {seed: run folder}."""
     return variant_runs(profile, seeds, overrides, control_overrides())
 

@@ -56,15 +56,16 @@ def anneal_config(cfg: Config) -> MidtrainConfig:
 
 
 def _anneal(cfg: Config, first: Path, folder: Path, quiet: bool) -> Path:
-    from .midtrain import midtraining_stream, resolve_mixture
+    from .midtrain import midtrain_pretrain_config, midtrain_tokens, midtraining_stream, resolve_mixture
     from .world import load_tokenizer
 
     m = anneal_config(cfg)
+    as_midtrain = dataclasses.replace(cfg, midtrain=m)
     try:
         mix = resolve_mixture(cfg.world, m)
     except ValueError as e:
         raise ValueError(f"pretrain.anneal_styles: {e}") from None
-    tokens = m.tokens if m.tokens is not None else max(1, cfg.pretrain.tokens // 7)
+    tokens = midtrain_tokens(as_midtrain)
     runs.write_config(folder, cfg)
     tok, model = load_tokenizer(first), load_model(first)
     if not quiet:
@@ -73,9 +74,8 @@ def _anneal(cfg: Config, first: Path, folder: Path, quiet: bool) -> Path:
     train, valid = train_valid_split(cfg.world)
     pairs = midtraining_stream(cfg.world, mix, {p.question for p in train + valid}, m.seed)
     t0 = time.time()
-    train_on_text(model, tok, pairs, dataclasses.replace(cfg.pretrain, tokens=tokens, lr=m.lr,
-                                                         warmup_steps=m.warmup_steps, seed=m.seed),
-                  folder, autocast_dtype=cfg.model.autocast, desc="anneal")
+    train_on_text(model, tok, pairs, midtrain_pretrain_config(as_midtrain), folder,
+                  autocast_dtype=cfg.model.autocast, desc="anneal")
     seconds = time.time() - t0
     (folder / "anneal_seconds.txt").write_text(f"{seconds:.1f}\n")
     before = first / "pretrain_seconds.txt"  # both phases: what a cold store pays for this base model

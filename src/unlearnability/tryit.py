@@ -54,8 +54,9 @@ def store_times(profile: str, store: Path | None = None) -> dict[str, list[float
     pretrained base models with as many phases as the profile's (with or without a final
     phase, `pretrain.anneal_styles`; a two-phase base records both): {"grpo": [...], "pretrain": [...]}."""
     store = Path(store) if store else runs.home()
-    steps = load_config(profile).grpo.steps
-    two_phase = load_config(profile).pretrain.anneal_styles is not None
+    profile_cfg = load_config(profile)
+    steps = profile_cfg.grpo.steps
+    two_phase = profile_cfg.pretrain.anneal_styles is not None
     out: dict[str, list[float]] = {"grpo": [], "pretrain": []}
     for run in sorted((store / "grpo").glob("*/DONE")):
         folder = run.parent

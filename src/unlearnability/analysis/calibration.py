@@ -85,27 +85,33 @@ def seed_switches(classified: pd.DataFrame, histories: dict) -> dict:
     Considers the non-easy problems with at least one positive training reward in some seed.
     Returns problems, switch (share whose labels differ between seeds), kappa (Fleiss).
     """
-    cols = [c for c in classified.columns if c.startswith("seed_")]
     pos = pd.concat([training_positives(h)["positives"] for h in histories.values()], axis=1).fillna(0).sum(axis=1)
     rewarded = classified[classified.index.isin(pos.index[pos > 0])]
     sw = switches(rewarded)  # leaves out the easy problems
-    lab = rewarded[cols][~(rewarded[cols] == "easy").all(axis=1)]
+    lab = _non_easy_labels(rewarded)
     return {"problems": sw["problems"], "switch": sw["any_switch"] if sw["problems"] else float("nan"),
             "kappa": fleiss_kappa(lab)}
 
 
-def switch_pairs(classified: pd.DataFrame) -> pd.Series:
-    """Between which labels the switching problems move: per set of labels a problem gets across
-    the seeds (e.g. "no_reward / unlearnable"), how many non-easy problems get exactly that set.
-
-    classified: `groups.classify` output (columns seed_<s>). Sorted by count, largest first;
-    empty when no problem switches. A problem easy in every seed is not counted.
-    """
+def _non_easy_labels(classified: pd.DataFrame) -> pd.DataFrame:
+    """The seed_<s> label columns of the problems not easy in every seed."""
     cols = [c for c in classified.columns if c.startswith("seed_")]
-    lab = classified[cols][~(classified[cols] == "easy").all(axis=1)]
+    return classified[cols][~(classified[cols] == "easy").all(axis=1)]
+
+
+def switch_sets(classified: pd.DataFrame) -> pd.Series:
+    """Per switching problem (non-easy, labels differ between seeds): the set of labels it gets,
+    joined as "no_reward / unlearnable". classified: `groups.classify` output (columns seed_<s>)."""
+    lab = _non_easy_labels(classified)
     moved = lab[lab.nunique(axis=1) > 1]
-    sets = pd.Series([" / ".join(sorted(set(r))) for r in moved.itertuples(index=False)], dtype=object)
-    return sets.value_counts().rename("problems").rename_axis("labels across seeds")
+    return pd.Series([" / ".join(sorted(set(r))) for r in moved.itertuples(index=False)],
+                     index=moved.index, dtype=object, name="labels across seeds")
+
+
+def switch_pairs(classified: pd.DataFrame) -> pd.Series:
+    """Between which labels the switching problems move: per set of labels (`switch_sets`), how
+    many problems get exactly that set. Sorted by count, largest first; empty when none switches."""
+    return switch_sets(classified).value_counts().rename("problems").rename_axis("labels across seeds")
 
 
 def style_shares(samples: pd.DataFrame, by: str | None = None, correct_only: bool = False) -> pd.DataFrame:
