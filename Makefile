@@ -7,10 +7,11 @@ TORCH_PIN ?= torch==2.13.0
 PROFILE   ?= default
 PIP       := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install test book site publish smoke-book clean-book bench soak help
+.PHONY: install test book budget site publish smoke-book clean-book bench soak help
 
 help:
 	@echo "make book [PROFILE=default|smoke]   run every chapter (Papermill) and build _build/html"
+	@echo "make budget [PROFILE=...]           what the book costs from a cold store, from the chapters' ledgers"
 	@echo "make site                           only build _build/html from the executed chapters in book/"
 	@echo "make publish                        the built site (_build/html) to the gh-pages branch, pushed (ghp-import)"
 	@echo "make test                           run the test suite"
@@ -34,6 +35,10 @@ test: install
 
 book: install
 	$(BIN)/unlearn book --profile $(PROFILE)
+	$(BIN)/python benchmarks/book_budget.py --profile $(PROFILE)
+
+budget: install
+	$(BIN)/python benchmarks/book_budget.py --profile $(PROFILE)
 
 site: install
 	$(BIN)/unlearn site

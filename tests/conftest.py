@@ -9,6 +9,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_project_store(tmp_path_factory):
+    """Tests never write into the project's run store (runs/): a session store unless one is set."""
+    if os.environ.get("UNLEARN_HOME"):
+        yield
+        return
+    os.environ["UNLEARN_HOME"] = str(tmp_path_factory.mktemp("session-runs"))
+    yield
+    os.environ.pop("UNLEARN_HOME", None)
+
+
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
     """An empty run store for one test."""

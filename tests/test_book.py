@@ -354,3 +354,22 @@ def test_static_check_flags_cdn_references():
                  '<link rel="stylesheet" href="//fonts.example.com/x.css"><a href="https://example.com">x</a>')
     problems = browser_check.static_problems(html_text)
     assert len(problems) == 2 and "vega@6" in problems[0] and "fonts.example.com" in problems[1]
+
+
+def test_a_chapter_execution_writes_its_cost_ledger(tmp_path, store):
+    """The kernel inherits $UNLEARN_LEDGER: artifacts it makes are noted, then the chapter's own time."""
+    from unlearnability import ledger
+
+    make_book(tmp_path, ["costly"])
+    write_notebook(tmp_path / "notebooks" / "costly.ipynb", [new_code_cell(
+        "import time\nfrom unlearnability import ledger, runs\n"
+        "art = runs.home() / 'analysis' / 'x.csv'\n"
+        "with ledger.making('analysis', art):\n"
+        "    time.sleep(0.3); art.parent.mkdir(parents=True, exist_ok=True); art.write_text('1\\n')")])
+    book.execute_chapter("costly", "smoke", root=tmp_path, progress=False)
+    rows = ledger.read(ledger.ledger_path("smoke", "costly")).set_index("kind")
+    assert rows.loc["analysis", "made"] == 1 and rows.loc["analysis", "seconds"] >= 0.3
+    assert rows.loc["chapter", "path"] == "costly" and rows.loc["chapter", "seconds"] >= 0
+    assert ledger.ENV not in os.environ  # restored after the execution
+    b = ledger.book_budget("smoke", ["costly"])
+    assert b.chapters.seconds.iloc[0] == pytest.approx(rows.seconds.sum())

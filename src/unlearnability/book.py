@@ -263,6 +263,14 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
     source = chapter.source.relative_to(root)
     print(f"[book] executing {source} -> {chapter.output.relative_to(root)} with {parameters}",
           file=sys.stderr, flush=True)
+    from . import ledger
+
+    # the kernel notes every run-store artifact it uses (ledger.py): what this chapter costs from a cold store
+    record = ledger.ledger_path(profile, chapter.name, params)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("")
+    previous = os.environ.get(ledger.ENV)
+    os.environ[ledger.ENV] = str(record)
     start = time.time()
     try:
         # progress: the library's own bars (pretraining tokens, GRPO steps, sampling batches)
@@ -278,6 +286,12 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
     except Exception as err:  # kernel start-up or death, a cell timeout, I/O
         raise ChapterError(f"chapter {chapter.name!r} failed in {source}: "
                            f"{type(err).__name__}: {err}") from err
+    finally:
+        if previous is None:
+            os.environ.pop(ledger.ENV, None)
+        else:
+            os.environ[ledger.ENV] = previous
+    ledger.close_chapter(record, chapter.name, time.time() - start)
     _tag_cells(chapter.output)
     print(f"[book] {chapter.name}: done in {time.time() - start:.1f}s", file=sys.stderr, flush=True)
     return chapter.output

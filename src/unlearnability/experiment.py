@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import runs
+from . import ledger, runs
 from .config import Config, ConfigError, config_from_dict, load_config, parse_yaml
 from .evaluate import evaluate_policy
 from .grpo import checkpoint_dir, train_grpo
@@ -44,7 +44,8 @@ def run_grpo(cfg: Config) -> Path:
         if not (base / "config.json").exists():
             raise FileNotFoundError(f"grpo.init_from={cfg.grpo.init_from}: not a model folder (no config.json)")
     task = load_task(cfg, base)
-    return train_grpo(cfg, runs.grpo_dir(cfg), base, task)
+    with ledger.making("grpo", runs.grpo_dir(cfg)):
+        return train_grpo(cfg, runs.grpo_dir(cfg), base, task)
 
 
 def load_run_config(run_dir: str | Path) -> Config:
@@ -129,6 +130,12 @@ def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text:
         ids = sorted(set(ids))
         name += f"-ids{len(ids)}-{hashlib.sha256(','.join(ids).encode()).hexdigest()[:8]}"
     out = folder / f"{name}.csv"
+    with ledger.making("evaluation", out):
+        return _evaluate_into(cfg, src, folder, out, name, whole, split, keep_text, sampler, limit, ids)
+
+
+def _evaluate_into(cfg: Config, src: str | Path, folder: Path, out: Path, name: str, whole: Path, split: str,
+                   keep_text: bool, sampler: str, limit: int | None, ids: list[str] | None) -> Path:
     if out.exists():
         return out
     if ids is not None and limit is None and whole.exists() and cfg.data.train_ids is None:
@@ -302,8 +309,6 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
     `need_matrix` and it was written before the cosine matrix was kept)."""
     import dataclasses
 
-    from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means
-
     cfg = study.cfg
     g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
     key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
@@ -312,6 +317,15 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
         key["full"] = True  # (absent for LoRA: older caches stay valid)
     folder = _analysis_path("gradients", key)
     files = [folder / n for n in GRADIENT_FILES]
+    with ledger.making("gradients", folder, lambda: all(f.exists() for f in (files if need_matrix else files[:3]))):
+        return _gradients_into(study, g, chosen, policy, folder, files, full, need_matrix)
+
+
+def _gradients_into(study: Study, g, chosen: pd.Series, policy, folder: Path, files: list[Path], full: bool,
+                    need_matrix: bool) -> Path:
+    from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means
+
+    cfg = study.cfg
     if all(f.exists() for f in (files if need_matrix else files[:3])):
         return folder
     set_threads()
@@ -343,11 +357,12 @@ def _analysis_path(kind: str, key: dict, suffix: str = "") -> Path:
 def _cached_table(kind: str, key: dict, compute) -> pd.DataFrame:
     """`compute()` once per `key` (a JSON-able dict), as a CSV under the run store's analysis/."""
     path = _analysis_path(kind, key, ".csv")
-    if not path.exists():
-        set_threads()
-        df = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        runs.atomic_write_text(path, df.to_csv(index=False))
+    with ledger.making(kind, path):
+        if not path.exists():
+            set_threads()
+            df = compute()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            runs.atomic_write_text(path, df.to_csv(index=False))
     return pd.read_csv(path, dtype={"prompt_id": str})
 
 

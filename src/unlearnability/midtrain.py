@@ -51,7 +51,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from . import runs
+from . import ledger, runs
 from .config import Config, MidtrainConfig, WorldConfig
 from .model import load_model, train_on_text
 from .problems import Problem
@@ -188,12 +188,19 @@ def ensure_midtrained(cfg: Config, quiet: bool = False) -> Path:
     if cfg.model.hub_id:
         raise ValueError(f"midtrain: the testbed mid-trains its own model only; with model.hub_id={cfg.model.hub_id!r} "
                          "set the hub id of a mid-trained model instead (e.g. OctoThinker/OctoThinker-3B-Hybrid-Base)")
-    from .pretrain import ensure_base_model, final_styles
+    from .pretrain import final_styles
 
     # "styles as in pretraining" = the mix the base model saw last (its final phase's, if any)
     world = dataclasses.replace(cfg.world, styles=final_styles(cfg))
     mix = resolve_mixture(world, cfg.midtrain)  # bad weights fail before any training
     folder = midtrain_dir(cfg)
+    with ledger.making("midtrain", folder):  # its base model is timed on its own
+        return _ensure_midtrained(cfg, folder, mix, quiet)
+
+
+def _ensure_midtrained(cfg: Config, folder: Path, mix: Mixture, quiet: bool) -> Path:
+    from .pretrain import ensure_base_model
+
     if runs.is_done(folder):
         return folder
     base = Path(ensure_base_model(without_midtrain(cfg), quiet))

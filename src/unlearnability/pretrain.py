@@ -14,7 +14,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from . import runs
+from . import ledger, runs
 from .config import Config, MidtrainConfig
 from .model import build_model, load_model, n_params, train_on_text
 from .world import build_tokenizer, pretraining_stream, train_valid_split
@@ -29,9 +29,17 @@ def ensure_base_model(cfg: Config, quiet: bool = False) -> Path | str:
     if cfg.model.hub_id:
         return cfg.model.hub_id
     folder = runs.base_dir(cfg)
+    with ledger.making("base", folder):  # timed with its first phase, if any (as pretrain_seconds.txt)
+        return _ensure_base(cfg, folder, quiet)
+
+
+def _ensure_base(cfg: Config, folder: Path, quiet: bool) -> Path:
     if runs.is_done(folder):
         return folder
-    first = Path(ensure_base_model(without_anneal(cfg), quiet)) if cfg.pretrain.anneal_styles is not None else None
+    first = None
+    if cfg.pretrain.anneal_styles is not None:
+        plain = without_anneal(cfg)
+        first = _ensure_base(plain, runs.base_dir(plain), quiet)
     with runs.locked(folder):
         if runs.is_done(folder):  # another process finished it while we waited
             return folder

@@ -61,7 +61,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .. import history, runs
+from .. import history, ledger, runs
 from ..config import Config, ConfigError, EvalConfig
 from ..evaluate import rollouts, summarize
 from ..model import autocast, collate, default_device, encode_pair, load_model
@@ -493,6 +493,12 @@ def run_sft(cfg: Config, group_of: pd.Series, sft: SFTConfig | None = None,
     counts = scale_counts(sft.per_group, available, sft.scale_to_groups)
     examples = select_examples(available, counts, sft.seed)
     out_dir = runs.home() / "sft" / sft_key(base, sft, examples, responses, cfg)
+    with ledger.making("sft", out_dir):
+        return _run_sft_into(cfg, sft, base, task, examples, counts, responses, responses_path, out_dir, quiet)
+
+
+def _run_sft_into(cfg: Config, sft: SFTConfig, base, task, examples, counts: dict, responses: dict,
+                  responses_path, out_dir: Path, quiet: bool) -> Path:
     if runs.is_done(out_dir):
         return out_dir
     if not quiet:

@@ -1,0 +1,115 @@
+"""The cost ledger (ledger.py): artifacts timed when made, noted when used, a book's cold cost."""
+
+import time
+
+import pandas as pd
+import pytest
+
+from unlearnability import ledger, runs
+
+
+@pytest.fixture()
+def record(store, tmp_path, monkeypatch):
+    path = tmp_path / "ledger.tsv"
+    monkeypatch.setenv(ledger.ENV, str(path))
+    return path
+
+
+def make_file(path, wait):
+    time.sleep(wait)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("x\n")
+
+
+def test_a_new_artifact_is_timed_saved_and_noted_then_reused_at_its_saved_time(store, record):
+    art = store / "analysis" / "a.csv"
+    with ledger.making("analysis", art):
+        make_file(art, 0.15)
+    with ledger.making("analysis", art):
+        pass
+    rows = ledger.read(record)
+    assert list(rows.made) == [1, 0] and list(rows.source) == ["measured", "saved"]
+    assert rows.seconds.iloc[0] == rows.seconds.iloc[1] >= 0.1
+    assert rows.path.iloc[0] == "analysis/a.csv"  # relative to the store
+    sec, threads = ledger.saved_seconds(art)
+    assert sec == rows.seconds.iloc[0] and threads >= 1
+
+
+def test_an_artifact_made_inside_another_is_not_counted_twice(store, record):
+    outer, inner = store / "grpo" / "run", store / "evals" / "e.csv"
+
+    def make_outer():
+        with ledger.making("evaluation", inner):
+            make_file(inner, 0.4)
+        time.sleep(0.1)
+        outer.mkdir(parents=True)
+        runs.mark_done(outer)
+
+    with ledger.making("grpo", outer):
+        make_outer()
+    rows = ledger.read(record).set_index("kind")
+    assert rows.loc["evaluation", "seconds"] >= 0.35
+    assert rows.loc["grpo", "seconds"] < 0.35  # its own 0.1 s, not the evaluation's 0.4 s on top
+    assert (outer / ledger.SECONDS_FILE).exists()
+
+
+def test_a_failed_block_notes_and_saves_nothing(store, record):
+    art = store / "analysis" / "b.csv"
+    with pytest.raises(RuntimeError):
+        with ledger.making("analysis", art):
+            raise RuntimeError("killed")
+    assert ledger.read(record).empty and not ledger.seconds_path(art).exists()
+
+
+def test_artifacts_made_before_the_ledger_use_their_legacy_times(store, record):
+    base = store / "base" / "b1"
+    base.mkdir(parents=True)
+    (base / "pretrain_seconds.txt").write_text("1234.5\n")
+    runs.mark_done(base)
+    run = store / "grpo" / "r1"
+    run.mkdir(parents=True)
+    pd.DataFrame({"step": [1, 2], "seconds": [10.0, 12.5]}).to_csv(run / "train_log.csv", index=False)
+    runs.mark_done(run)
+    ev = store / "grpo" / "r1" / "evals" / "old.csv"
+    make_file(ev, 0)
+    for kind, path in (("base", base), ("grpo", run), ("evaluation", ev)):
+        with ledger.making(kind, path):
+            pass
+    rows = ledger.read(record).set_index("kind")
+    assert rows.loc["base", "seconds"] == 1234.5 and rows.loc["grpo", "seconds"] == 22.5
+    assert pd.isna(rows.loc["evaluation", "seconds"]) and set(rows.source) == {"legacy"}
+
+
+def test_without_the_environment_variable_nothing_is_written(store, tmp_path, monkeypatch):
+    monkeypatch.delenv(ledger.ENV, raising=False)
+    art = store / "analysis" / "c.csv"
+    with ledger.making("analysis", art):
+        make_file(art, 0)
+    assert ledger.seconds_path(art).exists()  # the artifact still keeps its time
+    assert not list(tmp_path.glob("*.tsv"))
+
+
+def test_the_book_budget_pays_each_artifact_once_in_the_first_chapter_that_uses_it(store):
+    def write(chapter, lines):
+        path = ledger.ledger_path("p", chapter)
+        for kind, art, made, sec, src in lines:
+            ledger.note(kind, art, made, sec, src, 1, target=path)
+
+    write("one", [("base", "base/b", 1, 600.0, "measured"), ("grpo", "grpo/r", 1, 300.0, "measured"),
+                  ("chapter", "one", 1, 20.0, "measured")])
+    write("two", [("base", "base/b", 0, 600.0, "saved"), ("evaluation", "grpo/r/e.csv", 0, None, "legacy"),
+                  ("gradients", "analysis/g", 1, 50.0, "measured"), ("chapter", "two", 1, 5.0, "measured")])
+    b = ledger.book_budget("p", ["one", "two", "three"])
+    ch = b.chapters.set_index("chapter")
+    assert ch.loc["one", "seconds"] == 920.0 and ch.loc["one", "new"] == 2
+    assert ch.loc["two", "seconds"] == 55.0 and ch.loc["two", "new"] == 2 and ch.loc["two", "untimed"] == 1
+    assert ch.loc["two", "artifacts"] == 3  # the base is used there too, but paid by chapter one
+    assert not ch.loc["three", "executed"] and ch.loc["three", "seconds"] == 0
+    assert b.seconds == 975.0 and b.untimed == 1
+    assert b.kinds.loc["base", "seconds"] == 600.0
+
+
+def test_a_chapter_with_parameters_gets_its_own_ledger(store):
+    assert ledger.ledger_path("default", "section4") == store / "ledger" / "default" / "section4.tsv"
+    other = ledger.ledger_path("default", "section4", {"tau": 0.2})
+    assert other.parent == store / "ledger" / "default" and other.name.startswith("section4-")
