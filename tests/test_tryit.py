@@ -55,3 +55,19 @@ def test_commands_parse_back_into_the_same_parameters():
     import shlex
     items = [a for a in shlex.split(cmd)[5:] if a != "-p"]
     assert book.parse_overrides(items) == {"seeds": [1, 42], "tau": 0.2, "overrides": {"world": {"styles": {"worked": 1.0}}}}
+
+
+def test_the_box_says_what_this_chapter_cost_from_an_empty_store(store, tmp_path, monkeypatch):
+    from unlearnability import ledger
+
+    path = tmp_path / "ledger.tsv"
+    monkeypatch.setenv(ledger.ENV, str(path))
+    ledger.note("grpo", "grpo/r", True, 600.0, "measured", 1)
+    ledger.note("grpo", "grpo/r", False, 600.0, "saved", 1)  # used twice, paid once
+    ledger.note("evaluation", "grpo/r/e.csv", False, None, "legacy", None)
+    box = TryIt("unlearnable-examples", "smoke", [Try({"tau": 0.2}, "looser")])
+    assert box.cold.startswith("From an empty run store, the 2 runs, evaluations and analyses this chapter used took "
+                               "at least 10 min") and "; 1 of them were made before the store timed" in box.cold
+    assert box.cold in repr(box) and "From an empty run store" in box._repr_html_()
+    monkeypatch.delenv(ledger.ENV)
+    assert TryIt("unlearnable-examples", "smoke", [Try({"tau": 0.2}, "looser")]).cold == ""

@@ -165,6 +165,18 @@ def close_chapter(path: Path, chapter: str, wall: float) -> None:
     note("chapter", chapter, True, own, "measured", _threads(), target=Path(path))
 
 
+def chapter_cost(path: Path | None = None) -> tuple[float, int, int] | None:
+    """What the artifacts in one ledger (default: the running chapter's, `$UNLEARN_LEDGER`) cost
+    to make: (seconds of the timed ones, how many, how many untimed); None without a ledger."""
+    target = path or os.environ.get(ENV)
+    if not target:
+        return None
+    df = read(Path(target))
+    df = df[df.kind != "chapter"]
+    per = df.groupby("path").seconds.max()  # one time per artifact, whichever line has it
+    return float(per.sum()), int(per.notna().sum()), int(per.isna().sum())
+
+
 # ----------------------------------------------------------------------------- the book
 
 

@@ -11,6 +11,8 @@ store cost nothing; a missing run costs the median training time of the store's 
 of the same preset (the sum of `train_log.csv`'s per-step seconds, so evaluations come on top),
 and a missing base model the median of the store's pretraining times. The times are what this
 machine measured, under whatever else ran beside them; the box says how many runs they come from.
+Executed by `unlearn chapter` / `unlearn book`, the box also says what this chapter's own runs,
+evaluations and analyses took to make (its cost ledger so far, `ledger.chapter_cost`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from . import runs
+from . import ledger, runs
 from .book import chapter_command
 from .config import load_config
 
@@ -129,15 +131,29 @@ class TryIt:
     def __init__(self, chapter: str, profile: str, tries: list[Try], store: Path | None = None):
         times = store_times(profile, store)
         self.rows = [(command(t.chapter or chapter, profile, t.params), t.why, cost(profile, t, times)) for t in tries]
+        self.cold = cold_line(ledger.chapter_cost())
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li><p><code>{html.escape(cmd)}</code></p><p>{html.escape(why)} "
                         f"<em>Cost: {html.escape(c)}.</em></p></li>" for cmd, why, c in self.rows)
+        cold = f"<p>{html.escape(self.cold)}</p>" if self.cold else ""
         return ('<div class="admonition tip"><p class="admonition-title">Try it</p>'
-                f"<ul>{items}</ul></div>")
+                f"{cold}<ul>{items}</ul></div>")
 
     def __repr__(self) -> str:
-        return "\n".join(["Try it:"] + [f"- {cmd}\n  {why} Cost: {c}." for cmd, why, c in self.rows])
+        return "\n".join(["Try it:"] + ([self.cold] if self.cold else [])
+                         + [f"- {cmd}\n  {why} Cost: {c}." for cmd, why, c in self.rows])
+
+
+def cold_line(spent: tuple[float, int, int] | None) -> str:
+    """One sentence on what this execution's run-store artifacts took to make (ledger.chapter_cost)."""
+    if spent is None or spent[1] + spent[2] == 0:
+        return ""
+    seconds, timed, untimed = spent
+    head = "at least " if untimed else ""
+    tail = f"; {untimed} of them were made before the store timed its artifacts and are not counted" if untimed else ""
+    return (f"From an empty run store, the {timed + untimed} runs, evaluations and analyses this chapter used "
+            f"took {head}{_dur(seconds / 60)} to make on the machine that executed it{tail}.")
 
 
 def try_it(chapter: str, profile: str, tries: list[Try]) -> TryIt:
