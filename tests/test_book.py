@@ -373,3 +373,15 @@ def test_a_chapter_execution_writes_its_cost_ledger(tmp_path, store):
     assert ledger.ENV not in os.environ  # restored after the execution
     b = ledger.book_budget("smoke", ["costly"])
     assert b.chapters.seconds.iloc[0] == pytest.approx(rows.seconds.sum())
+
+
+def test_a_chapter_executes_without_a_ledger_when_the_store_cannot_be_written(tmp_path, monkeypatch):
+    from unlearnability import ledger
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the run store should be\n")
+    monkeypatch.setenv("UNLEARN_HOME", str(blocker / "runs"))
+    make_book(tmp_path, ["plain"])
+    write_notebook(tmp_path / "notebooks" / "plain.ipynb", [new_code_cell("print('ran')")])
+    out = book.execute_chapter("plain", "smoke", root=tmp_path, progress=False)
+    assert "ran" in out.read_text() and ledger.ENV not in os.environ

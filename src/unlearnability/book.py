@@ -267,10 +267,15 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
 
     # the kernel notes every run-store artifact it uses (ledger.py): what this chapter costs from a cold store
     record = ledger.ledger_path(profile, chapter.name, params)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text("")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("")
+    except OSError as err:  # a read-only run store: execute without a ledger
+        print(f"[book] no cost ledger ({err})", file=sys.stderr, flush=True)
+        record = None
     previous = os.environ.get(ledger.ENV)
-    os.environ[ledger.ENV] = str(record)
+    if record is not None:
+        os.environ[ledger.ENV] = str(record)
     start = time.time()
     try:
         # progress: the library's own bars (pretraining tokens, GRPO steps, sampling batches)
@@ -291,7 +296,8 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
             os.environ.pop(ledger.ENV, None)
         else:
             os.environ[ledger.ENV] = previous
-    ledger.close_chapter(record, chapter.name, time.time() - start)
+    if record is not None:
+        ledger.close_chapter(record, chapter.name, time.time() - start)
     _tag_cells(chapter.output)
     print(f"[book] {chapter.name}: done in {time.time() - start:.1f}s", file=sys.stderr, flush=True)
     return chapter.output
