@@ -47,7 +47,7 @@ def main() -> int:
     print("\nby kind of artifact (each paid once):")
     for kind, r in b.kinds.iterrows():
         print(f"  {kind:22s} {int(r['count']):4d} x, {r.seconds / 60:7.1f} min, {int(r.untimed)} untimed")
-    threads = sorted({int(t) for t in b.artifacts.threads.dropna() if str(t).strip()})
+    threads = sorted({int(t) for t in b.artifacts.threads.dropna()})
     missing = int((~b.chapters.executed).sum())
     bound = " (a lower bound: untimed artifacts or unexecuted chapters)" if b.untimed or missing else ""
     print(f"\ntotal {b.seconds / 60:.1f} min{bound}; budget {budget:g} min: "

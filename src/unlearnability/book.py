@@ -265,24 +265,15 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
           file=sys.stderr, flush=True)
     from . import ledger
 
-    # the kernel notes every run-store artifact it uses (ledger.py): what this chapter costs from a cold store
-    record = ledger.ledger_path(profile, chapter.name, params)
-    try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text("")
-    except OSError as err:  # a read-only run store: execute without a ledger
-        print(f"[book] no cost ledger ({err})", file=sys.stderr, flush=True)
-        record = None
-    previous = os.environ.get(ledger.ENV)
-    if record is not None:
-        os.environ[ledger.ENV] = str(record)
     start = time.time()
     try:
-        # progress: the library's own bars (pretraining tokens, GRPO steps, sampling batches)
-        # stream from the kernel's stderr to the terminal, instead of Papermill's cell counter
-        pm.execute_notebook(str(chapter.source), str(chapter.output), parameters=parameters,
-                            kernel_name=kernel_name(), progress_bar=False, cwd=str(root),
-                            stderr_file=sys.stderr if progress else None)
+        # the kernel notes every run-store artifact it uses (ledger.py): what this chapter costs from a cold store
+        with ledger.recording(profile, chapter.name, params):
+            # progress: the library's own bars (pretraining tokens, GRPO steps, sampling batches)
+            # stream from the kernel's stderr to the terminal, instead of Papermill's cell counter
+            pm.execute_notebook(str(chapter.source), str(chapter.output), parameters=parameters,
+                                kernel_name=kernel_name(), progress_bar=False, cwd=str(root),
+                                stderr_file=sys.stderr if progress else None)
     except PapermillExecutionError as err:
         where = _failed_cell(chapter.source, err.source)
         raise ChapterError(f"chapter {chapter.name!r} failed in {source}, {where}, "
@@ -291,13 +282,6 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
     except Exception as err:  # kernel start-up or death, a cell timeout, I/O
         raise ChapterError(f"chapter {chapter.name!r} failed in {source}: "
                            f"{type(err).__name__}: {err}") from err
-    finally:
-        if previous is None:
-            os.environ.pop(ledger.ENV, None)
-        else:
-            os.environ[ledger.ENV] = previous
-    if record is not None:
-        ledger.close_chapter(record, chapter.name, time.time() - start)
     _tag_cells(chapter.output)
     print(f"[book] {chapter.name}: done in {time.time() - start:.1f}s", file=sys.stderr, flush=True)
     return chapter.output

@@ -317,17 +317,19 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
         key["full"] = True  # (absent for LoRA: older caches stay valid)
     folder = _analysis_path("gradients", key)
     files = [folder / n for n in GRADIENT_FILES]
-    with ledger.making("gradients", folder, lambda: all(f.exists() for f in (files if need_matrix else files[:3]))):
-        return _gradients_into(study, g, chosen, policy, folder, files, full, need_matrix)
+    needed = files if need_matrix else files[:3]
+    complete = lambda: all(f.exists() for f in needed)  # noqa: E731
+    with ledger.making("gradients", folder, complete):
+        if not complete():
+            _compute_gradients(study, g, chosen, policy, files, full)
+    return folder
 
 
-def _gradients_into(study: Study, g, chosen: pd.Series, policy, folder: Path, files: list[Path], full: bool,
-                    need_matrix: bool) -> Path:
+def _compute_gradients(study: Study, g, chosen: pd.Series, policy, files: list[Path], full: bool) -> None:
+    """Sample, take per-example gradients and write `files` (GRADIENT_FILES in one analysis folder)."""
     from .gradients import average_similarity, cosine_matrix, example_gradients, group_pair_means
 
     cfg = study.cfg
-    if all(f.exists() for f in (files if need_matrix else files[:3])):
-        return folder
     set_threads()
     task = load_task(cfg, ensure_base_model(cfg))
     by_id = task.by_id()
@@ -338,11 +340,10 @@ def _gradients_into(study: Study, g, chosen: pd.Series, policy, folder: Path, fi
     ex = pd.DataFrame({"prompt_id": ids, "group": grp, "avg_similarity": average_similarity(C) if len(ids) else []})
     pairs = group_pair_means(C, grp) if len(ids) else pd.DataFrame(columns=["group_a", "group_b", "mean_cosine", "pairs"])
     stats["group"] = stats.prompt_id.map(chosen)
-    folder.mkdir(parents=True, exist_ok=True)
+    files[0].parent.mkdir(parents=True, exist_ok=True)
     np.save(files[3], C)
     for df, f in zip((ex, pairs, stats), files):
         df.to_csv(f, index=False)
-    return folder
 
 
 def _analysis_path(kind: str, key: dict, suffix: str = "") -> Path:

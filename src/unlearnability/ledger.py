@@ -25,6 +25,7 @@ annealed base model's time includes its first phase (as `pretrain_seconds.txt` d
 from __future__ import annotations
 
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,16 +137,17 @@ def making(kind: str, path: Path, done: Callable[[], bool] | None = None):
 # ----------------------------------------------------------------------------- per chapter
 
 
-def ledger_path(profile: str, chapter: str, params: dict | None = None) -> Path:
-    """runs.home()/ledger/<profile>/<chapter>.tsv (a chapter executed with parameters gets a
-    name with their hash, so the default execution's ledger stays the book's)."""
+def ledger_path(profile: str, chapter: str, params: dict | None = None, store: Path | None = None) -> Path:
+    """<store>/ledger/<profile>/<chapter>.tsv, the store being runs.home() unless given (a chapter
+    executed with parameters gets a name with their hash, so the default execution's ledger stays
+    the book's)."""
     name = chapter
     if params:
         import hashlib
         import json
 
         name += "-" + hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return runs.home() / "ledger" / profile / f"{name}.tsv"
+    return (Path(store) if store else runs.home()) / "ledger" / profile / f"{name}.tsv"
 
 
 def read(path: Path) -> pd.DataFrame:
@@ -157,6 +159,17 @@ def read(path: Path) -> pd.DataFrame:
                        na_values={"seconds": [""], "threads": [""]})
 
 
+def artifacts(lines: pd.DataFrame) -> pd.DataFrame:
+    """One row per artifact of ledger `lines` (chapter lines left out), in first-use order: path,
+    kind, and the seconds, source and threads of its last line with a time (NaN seconds and
+    source "untimed" when none has one)."""
+    arts = lines[lines.kind != "chapter"]
+    timed = arts.dropna(subset=["seconds"]).drop_duplicates("path", keep="last")
+    out = arts.drop_duplicates("path")[["path", "kind"]].merge(
+        timed[["path", "seconds", "source", "threads"]], on="path", how="left")
+    return out.assign(source=out.source.fillna("untimed"))
+
+
 def close_chapter(path: Path, chapter: str, wall: float) -> None:
     """Add the chapter's own line: `wall` seconds less the artifacts it made (the cells' own work)."""
     made = read(path)
@@ -165,16 +178,40 @@ def close_chapter(path: Path, chapter: str, wall: float) -> None:
     note("chapter", chapter, True, own, "measured", _threads(), target=Path(path))
 
 
+@contextmanager
+def recording(profile: str, chapter: str, params: dict | None = None):
+    """Point `$UNLEARN_LEDGER` at the chapter's ledger (emptied first) while the block executes it,
+    then restore it; on success, add the chapter's own line. Yields the ledger's path, or None
+    (and records nothing) when the run store cannot be written."""
+    path = ledger_path(profile, chapter, params)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    except OSError as err:  # a read-only run store: execute without a ledger
+        print(f"[book] no cost ledger ({err})", file=sys.stderr, flush=True)
+        yield None
+        return
+    previous = os.environ.get(ENV)
+    os.environ[ENV] = str(path)
+    start = time.perf_counter()
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = previous
+    close_chapter(path, chapter, time.perf_counter() - start)
+
+
 def chapter_cost(path: Path | None = None) -> tuple[float, int, int] | None:
     """What the artifacts in one ledger (default: the running chapter's, `$UNLEARN_LEDGER`) cost
     to make: (seconds of the timed ones, how many, how many untimed); None without a ledger."""
     target = path or os.environ.get(ENV)
     if not target:
         return None
-    df = read(Path(target))
-    df = df[df.kind != "chapter"]
-    per = df.groupby("path").seconds.max()  # one time per artifact, whichever line has it
-    return float(per.sum()), int(per.notna().sum()), int(per.isna().sum())
+    sec = artifacts(read(Path(target))).seconds
+    return float(sec.sum()), int(sec.notna().sum()), int(sec.isna().sum())
 
 
 # ----------------------------------------------------------------------------- the book
@@ -198,32 +235,23 @@ class Budget:
 def book_budget(profile: str, chapters: list[str], store: Path | None = None) -> Budget:
     """The cold-store cost of executing `chapters` in this order, from their ledgers: each
     artifact is paid once, by the first chapter that uses it, at its recorded seconds."""
-    root = Path(store) if store else runs.home()
-    seen: dict[str, dict] = {}
-    rows = []
+    paid, rows = [], []
+    seen: set[str] = set()
     for ch in chapters:
-        f = root / "ledger" / profile / f"{ch}.tsv"
-        df = read(f)
-        own = df[df.kind == "chapter"]
-        arts = df[df.kind != "chapter"]
-        new = []
-        for (kind, path), lines in arts.groupby(["kind", "path"], sort=False):
-            if path in seen:
-                continue
-            timed = lines.dropna(subset=["seconds"])
-            best = timed[timed.source.isin(["measured", "saved"])]
-            pick = (best if len(best) else timed).iloc[-1] if len(timed) else lines.iloc[-1]
-            seen[path] = {"chapter": ch, "kind": kind, "path": path,
-                          "seconds": float(pick.seconds) if len(timed) else float("nan"),
-                          "source": pick.source if len(timed) else "untimed", "threads": pick.threads}
-            new.append(seen[path])
-        own_sec = float(own.seconds.iloc[-1]) if len(own) else float("nan")
-        sec = sum(a["seconds"] for a in new if a["seconds"] == a["seconds"])
-        rows.append({"chapter": ch, "executed": f.exists(), "artifacts": int(arts.path.nunique()), "new": len(new),
+        f = ledger_path(profile, ch, store=store)
+        lines = read(f)
+        used = artifacts(lines)
+        new = used[~used.path.isin(seen)].assign(chapter=ch)
+        seen.update(new.path)
+        paid.append(new)
+        own = lines.loc[lines.kind == "chapter", "seconds"]
+        own_sec = float(own.iloc[-1]) if len(own) else float("nan")
+        sec = float(new.seconds.sum())
+        rows.append({"chapter": ch, "executed": f.exists(), "artifacts": len(used), "new": len(new),
                      "artifact_seconds": sec, "chapter_seconds": own_sec,
                      "seconds": sec + (own_sec if own_sec == own_sec else 0.0),
-                     "untimed": sum(a["seconds"] != a["seconds"] for a in new)})
-    art = pd.DataFrame(list(seen.values()), columns=["chapter", "kind", "path", "seconds", "source", "threads"])
+                     "untimed": int(new.seconds.isna().sum())})
+    art = pd.concat(paid, ignore_index=True)[["chapter", "kind", "path", "seconds", "source", "threads"]]
     kinds = art.groupby("kind").agg(count=("path", "size"), seconds=("seconds", "sum"),
                                     untimed=("seconds", lambda s: int(s.isna().sum())))
     return Budget(pd.DataFrame(rows), kinds, art)
