@@ -10,9 +10,10 @@ PIP       := $(BIN)/pip --disable-pip-version-check -q
 .PHONY: install test book budget site publish smoke-book clean-book bench soak help
 
 help:
-	@echo "make book [PROFILE=default|smoke]   run every chapter (Papermill) and build _build/html"
+	@echo "make site                           render the committed book (book/*.ipynb) into _build/html: no training"
+	@echo "make book [FRESH=1]                 bring the default book up to date: re-execute the stale chapters, render"
+	@echo "make book PROFILE=smoke             the CI-size book, in _build/smoke/ (site: _build/smoke/_build/html)"
 	@echo "make budget [PROFILE=...]           what the book costs from a cold store, from the chapters' ledgers"
-	@echo "make site                           only build _build/html from the executed chapters in book/"
 	@echo "make publish                        the built site (_build/html) to the gh-pages branch, pushed (ghp-import)"
 	@echo "make test                           run the test suite"
 	@echo "make bench                          stage timings of the default preset (benchmarks/)"
@@ -33,8 +34,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: install
 	$(BIN)/python -m pytest -q
 
+FRESH     ?=
 book: install
-	$(BIN)/unlearn book --profile $(PROFILE)
+	$(BIN)/unlearn book --profile $(PROFILE) $(if $(FRESH),--fresh)
 	$(BIN)/python benchmarks/book_budget.py --profile $(PROFILE)
 
 budget: install
@@ -59,5 +61,6 @@ smoke-book:
 bench: install
 	$(BIN)/python benchmarks/stage_times.py --preset default
 
+# The committed book (book/*.ipynb, book/*.json) is kept: it is the published result.
 clean-book:
-	rm -rf _build book/*.ipynb
+	rm -rf _build

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -68,7 +69,8 @@ def test_config_keeps_execution_to_papermill():
     assert cfg["execute"]["execute_notebooks"] == "off"
     assert cfg["only_build_toc_files"] is True
     assert cfg["sphinx"]["local_extensions"]["vega_offline"] == "book/_ext"
-    assert "book/*.ipynb" in (ROOT / ".gitignore").read_text()
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "_build/" in ignored and not any("book/" in line and "ipynb" in line for line in ignored)  # committed
 
 
 def test_list_chapters_order_kinds_and_nesting(tmp_path):
@@ -296,7 +298,9 @@ def built_site(tmp_path_factory):
     outputs = [book.execute_chapter(c, "smoke", {"seeds": [3, 4], "label": "override works"}, root=root,
                                     progress=False) for c in ("introduction", "charts", "notes")]
     assert [p.name for p in outputs] == ["introduction.ipynb", "charts.ipynb", "notes.md"]
-    html_dir = book.build_site(root)
+    assert outputs[0].parent == root / "_build" / "smoke-custom" / "book"  # never over the committed book
+    html_dir = book.build_site(root, profile="smoke", params={"seeds": [3, 4]})
+    assert html_dir == root / "_build" / "smoke-custom" / "_build" / "html"
     return root, html_dir
 
 
@@ -307,7 +311,8 @@ def test_built_site_renders_parameters_and_folds_code(built_site):
     assert "override works" in page and "[3, 4]" in page  # overrides reached the notebook
     assert "seeds = [1]" not in page and "injected-parameters" not in page.replace("tag_injected", "")
     assert "hide above-input" in page  # folded code
-    executed = nbformat.read(root / "book" / "charts.ipynb", as_version=4)
+    assert 'class="provenance-line"' in page and "profile smoke" in page  # where the page came from
+    executed = nbformat.read(root / "_build" / "smoke-custom" / "book" / "charts.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "remove-cell" in injected[0].metadata["tags"]
     assert (html_dir / "_static" / "vega-offline.js").stat().st_size > 100_000
@@ -347,6 +352,15 @@ def test_built_site_draws_every_chart_offline_in_chromium(request, tmp_path):
     assert any("Error loading script" in e for p in bad.pages for e in p.errors), bad.summary()
     notes = next(p for p in bad.pages if p.page == "book/notes.html")
     assert notes.typeset == 0 and any("2 of 2 formulas not typeset" in e for e in notes.errors), bad.summary()
+    assert not any("table" in e for p in report.pages for e in p.errors)  # the real pages' tables fit
+
+    # A table wider than the content column is flagged, by its caption.
+    wide = "<table><caption>Too wide</caption><tr>" + "".join(f"<td>column_{i}_with_a_long_name</td>" for i in range(40)) + "</tr></table>"
+    charts_page = broken / "book" / "charts.html"
+    original = html_dir.joinpath("book", "charts.html").read_text()
+    charts_page.write_text(re.sub(r"(<article[^>]*>)", lambda m: m.group(1) + wide, original, count=1))
+    flagged = next(p for p in browser_check.check_site(broken, chromium).pages if p.page == "book/charts.html")
+    assert any(e.startswith("table-") and "Too_wide" in e and "wider than the" in e for e in flagged.errors), flagged.errors
 
 
 def test_static_check_flags_cdn_references():

@@ -1,9 +1,21 @@
 """The book pipeline: chapters from `_toc.yml`, executed by Papermill, rendered by Jupyter Book.
 
 A notebook chapter has a clean source `notebooks/NAME.ipynb` (no outputs; first cell tagged
-`parameters`) and is listed in `_toc.yml` as `book/NAME`. Executing it writes the rendered copy
-`book/NAME.ipynb` (git-ignored); `jupyter-book build .` then renders every page into
-`_build/html`. Markdown chapters (`book/NAME.md`) are rendered as they are.
+`parameters`) and is listed in `_toc.yml` as `book/NAME`. Markdown chapters (`book/NAME.md`) are
+rendered as they are.
+
+Where an execution lands:
+- the default profile with the chapters' own parameters: `book/NAME.ipynb` and its results
+  `book/NAME.json`, committed to the repository (the published book); `jupyter-book build .`
+  renders them into `_build/html`;
+- any other profile, or any parameter given: a book of its own under `_build/<label>/` (label =
+  the profile's name, plus `-custom` when parameters are given), the same toc and pages, built
+  into `_build/<label>/_build/html`. So a smoke or custom execution never overwrites the book.
+
+Each execution records its provenance (`provenance.py`: commit, date, profile, parameters, wall
+time, cold-store cost, fingerprints of the notebook, config and library). `unlearn book` only
+re-executes the chapters that are missing or stale against those fingerprints (as make does);
+`--fresh` re-executes every chapter.
 
 Every chapter takes the parameter `profile` (a preset name: "default" = the full CPU testbed,
 "smoke" = seconds) plus any overrides, given on the command line as YAML values:
@@ -120,6 +132,79 @@ def get_chapter(name: str, root: str | Path | None = None) -> Chapter:
         if ch.name == key:
             return ch
     raise ChapterError(f"no chapter {name!r} in _toc.yml; chapters: {', '.join(c.name for c in chapters)}")
+
+
+def book_label(profile: str, params: dict[str, Any] | None = None) -> str | None:
+    """None for the committed book (the default profile, no parameters); else the name of the
+    separate book under `_build/` that the execution lands in ("smoke", "default-custom", ...)."""
+    if profile == "default" and not params:
+        return None
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(profile).stem if profile.endswith((".yaml", ".yml")) else profile)
+    return name + ("-custom" if params else "")
+
+
+def book_root(root: Path, profile: str, params: dict[str, Any] | None = None) -> Path:
+    """The book root an execution with `profile` and `params` writes to: `root` itself for the
+    committed default book, else `root/_build/<label>`, laid out as a book (the same `_config.yml`,
+    `_toc.yml`, markdown pages and extensions, copied fresh)."""
+    import shutil
+
+    label = book_label(profile, params)
+    if label is None:
+        return root
+    stage = root / "_build" / label
+    (stage / "book").mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, stage / name)
+    for page in (root / "book").glob("*.md"):
+        shutil.copy2(page, stage / "book" / page.name)
+    if (root / "book" / "_ext").is_dir():
+        shutil.copytree(root / "book" / "_ext", stage / "book" / "_ext", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return stage
+
+
+def results_path(output: Path) -> Path:
+    """`book/NAME.json` beside an executed `book/NAME.ipynb`: the chapter's numbers and provenance."""
+    return output.with_suffix(".json")
+
+
+RESULTS_ENV = "UNLEARN_RESULTS"  # where the running chapter's `save_results` writes
+
+
+def save_results(results: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
+    """Called by a chapter: merge its headline numbers (every verdict with its numbers) into its
+    results file `book/NAME.json` ($UNLEARN_RESULTS, set by the runner). Outside the runner,
+    with no path, nothing is written. Returns the results."""
+    import json
+
+    from .provenance import _plain
+
+    target = path or os.environ.get(RESULTS_ENV)
+    if target:
+        target = Path(target)
+        data = json.loads(target.read_text()) if target.is_file() else {}
+        data.update(json.loads(json.dumps(results, default=_plain)))
+        target.write_text(json.dumps(data, indent=1, default=_plain) + "\n")
+    return results
+
+
+def chapter_status(root: Path, profile: str = "default", params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per notebook chapter of the book for `profile`/`params`: name, output, provenance
+    block (or None), stale reasons (empty: fresh), missing."""
+    from . import provenance
+
+    stage = root if book_label(profile, params) is None else root / "_build" / book_label(profile, params)
+    rows = []
+    for ch in list_chapters(root):
+        if ch.kind != "notebook":
+            continue
+        out = stage / "book" / ch.output.name
+        block = provenance.read(out)
+        rows.append({"name": ch.name, "output": out, "missing": not out.is_file(), "provenance": block,
+                     "stale": provenance.staleness(block, ch.source, root) if out.is_file() else ["not executed"]})
+    return rows
 
 
 # ---------------------------------------------------------------- parameters
@@ -243,13 +328,16 @@ def _failed_cell(source: Path, cell_source: str | None) -> str:
 
 def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] | None = None,
                     root: str | Path | None = None, progress: bool = True) -> Path:
-    """Run `notebooks/NAME.ipynb` with Papermill into `book/NAME.ipynb`; returns that path.
+    """Run `notebooks/NAME.ipynb` with Papermill into `book/NAME.ipynb` of the book for `profile` and
+    `params` (`book_root`); returns that path, after recording its provenance.
 
     Markdown chapters are not executed (their path is returned). Raises ChapterError naming the
     notebook and the failing cell when a cell raises.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from . import ledger, provenance
 
     root = Path(root) if root else find_root()
     chapter = get_chapter(name, root)
@@ -259,37 +347,66 @@ def execute_chapter(name: str, profile: str = "default", params: dict[str, Any] 
         raise ChapterError(f"chapter {chapter.name!r}: _toc.yml lists {chapter.file} but neither "
                            f"notebooks/{chapter.name}.ipynb nor {chapter.file}.md exists")
     parameters = {"profile": check_profile(profile), **(params or {})}
-    chapter.output.parent.mkdir(parents=True, exist_ok=True)
+    output = book_root(root, profile, params) / "book" / chapter.output.name
+    output.parent.mkdir(parents=True, exist_ok=True)
     source = chapter.source.relative_to(root)
-    print(f"[book] executing {source} -> {chapter.output.relative_to(root)} with {parameters}",
-          file=sys.stderr, flush=True)
-    from . import ledger
-
+    print(f"[book] executing {source} -> {_shown(output, root)} with {parameters}", file=sys.stderr, flush=True)
+    results = results_path(output)
+    results.unlink(missing_ok=True)  # the chapter writes its numbers afresh
     start = time.time()
+    previous = os.environ.get(RESULTS_ENV)
+    os.environ[RESULTS_ENV] = str(results)
     try:
         # the kernel notes every run-store artifact it uses (ledger.py): what this chapter costs from a cold store
-        with ledger.recording(profile, chapter.name, params):
+        with ledger.recording(profile, chapter.name, params) as ledger_file:
             # progress: the library's own bars (pretraining tokens, GRPO steps, sampling batches)
             # stream from the kernel's stderr to the terminal, instead of Papermill's cell counter
-            pm.execute_notebook(str(chapter.source), str(chapter.output), parameters=parameters,
+            pm.execute_notebook(str(chapter.source), str(output), parameters=parameters,
                                 kernel_name=kernel_name(), progress_bar=False, cwd=str(root),
                                 stderr_file=sys.stderr if progress else None)
     except PapermillExecutionError as err:
         where = _failed_cell(chapter.source, err.source)
         raise ChapterError(f"chapter {chapter.name!r} failed in {source}, {where}, "
                            f"In [{err.exec_count}]: {err.ename}: {err.evalue}\n"
-                           f"(the partly executed notebook is {chapter.output.relative_to(root)})") from err
+                           f"(the partly executed notebook is {_shown(output, root)})") from err
     except Exception as err:  # kernel start-up or death, a cell timeout, I/O
         raise ChapterError(f"chapter {chapter.name!r} failed in {source}: "
                            f"{type(err).__name__}: {err}") from err
-    _tag_cells(chapter.output)
-    print(f"[book] {chapter.name}: done in {time.time() - start:.1f}s", file=sys.stderr, flush=True)
-    return chapter.output
+    finally:
+        os.environ.pop(RESULTS_ENV, None) if previous is None else os.environ.__setitem__(RESULTS_ENV, previous)
+    wall = time.time() - start
+    _tag_cells(output)
+    cold = _cold_minutes(ledger_file)
+    provenance.write(output, results, provenance.collect(
+        root, chapter.source, parameters["profile"], parameters, wall, ledger._threads(), cold))
+    print(f"[book] {chapter.name}: done in {wall:.1f}s", file=sys.stderr, flush=True)
+    return output
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _cold_minutes(ledger_file: Path | None) -> float | None:
+    """What the chapter's ledger says its artifacts and cells cost (None without a ledger)."""
+    from . import ledger
+
+    if ledger_file is None or not Path(ledger_file).exists():
+        return None
+    lines = ledger.read(Path(ledger_file))
+    arts = ledger.artifacts(lines).seconds.sum()
+    own = lines.loc[lines.kind == "chapter", "seconds"]
+    return float(arts + (own.iloc[-1] if len(own) else 0.0)) / 60
 
 
 def execute_all(profile: str = "default", params: dict[str, Any] | None = None,
-                root: str | Path | None = None, progress: bool = True) -> list[Path]:
-    """Execute every notebook chapter in toc order (stops at the first failure)."""
+                root: str | Path | None = None, progress: bool = True, fresh: bool = False) -> list[Path]:
+    """Execute the notebook chapters in toc order (stops at the first failure): every chapter with
+    `fresh`, else only those missing or stale in the book for `profile`/`params` (as make does).
+    Returns the executed notebooks."""
     root = Path(root) if root else find_root()
     check_profile(profile)
     chapters = list_chapters(root)
@@ -297,26 +414,57 @@ def execute_all(profile: str = "default", params: dict[str, Any] | None = None,
     if missing:
         raise ChapterError("_toc.yml lists chapters with no source: " + ", ".join(
             f"{c.file} (want notebooks/{c.name}.ipynb or {c.file}.md)" for c in missing))
-    return [execute_chapter(c.name, profile, params, root, progress) for c in chapters]
+    status = {r["name"]: r for r in chapter_status(root, profile, params)}
+    todo = [c for c in chapters if c.kind == "notebook" and (fresh or status[c.name]["stale"])]
+    for c in chapters:
+        if c.kind == "notebook" and c not in todo:
+            print(f"[book] {c.name}: up to date, not re-executed", file=sys.stderr, flush=True)
+        elif c in todo and not fresh:
+            print(f"[book] {c.name}: {'; '.join(status[c.name]['stale'])}", file=sys.stderr, flush=True)
+    return [execute_chapter(c.name, profile, params, root, progress) for c in todo]
 
 
-def build_site(root: str | Path | None = None, extra_args: list[str] | None = None) -> Path:
-    """`jupyter-book build .` in `root` with this venv's jupyter-book; returns `_build/html`."""
+def build_site(root: str | Path | None = None, extra_args: list[str] | None = None,
+               profile: str = "default", params: dict[str, Any] | None = None) -> Path:
+    """`jupyter-book build` of the book for `profile`/`params` (the committed book by default) with
+    this venv's jupyter-book; returns its `_build/html`. Prints a line per stale chapter first; the
+    committed book refuses to build with a chapter executed under another profile or parameters."""
+    from . import provenance
+
     root = Path(root) if root else find_root()
-    for ch in list_chapters(root):
-        if not ch.output.is_file():
-            raise ChapterError(f"cannot build: {ch.output.relative_to(root)} does not exist "
-                               f"(run `unlearn chapter {ch.name} --profile smoke --no-build` first)")
+    label = book_label(profile, params)
+    stage = book_root(root, profile, params)
+    absent = [ch for ch in list_chapters(root) if not (stage / "book" / ch.output.name).is_file()]
+    if label is not None:  # a separate book: chapters it has not executed are the committed book's
+        import shutil
+
+        for ch in [c for c in absent if c.output.is_file()]:
+            shutil.copy2(ch.output, stage / "book" / ch.output.name)
+            if results_path(ch.output).is_file():
+                shutil.copy2(results_path(ch.output), stage / "book" / results_path(ch.output).name)
+        absent = [c for c in absent if not (stage / "book" / c.output.name).is_file()]
+    if absent:
+        how = "make book" if label is None else f"unlearn book --profile {profile}"
+        raise ChapterError("cannot build: " + ", ".join(_shown(stage / "book" / c.output.name, root) for c in absent)
+                           + f" not executed yet (run `{how}`, or `unlearn chapter NAME` for one)")
+    for row in chapter_status(root, profile, params):
+        if label is None and (why := provenance.foreign(row["provenance"])):
+            raise ChapterError(f"{_shown(row['output'], root)} is not the default book's: {why}. Re-execute "
+                               f"it with `unlearn chapter {row['name']}` (other profiles write to _build/<profile>/)")
+        if row["stale"]:
+            print(f"[book] {row['name']}: {provenance.notice(row['stale'])}", file=sys.stderr, flush=True)
     script = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(script)] if script.is_file() else [
         sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())"]
     cmd += ["build", ".", *(extra_args or [])]
-    print(f"[book] {' '.join(cmd)}  (in {root})", file=sys.stderr, flush=True)
+    print(f"[book] {' '.join(cmd)}  (in {stage})", file=sys.stderr, flush=True)
     start = time.time()
-    result = subprocess.run(cmd, cwd=root)
+    env = {**os.environ, "UNLEARN_PROJECT_ROOT": str(root), "UNLEARN_BOOK_PROFILE": profile,
+           "UNLEARN_BOOK_LABEL": label or ""}
+    result = subprocess.run(cmd, cwd=stage, env=env)
     if result.returncode != 0:
         raise ChapterError(f"jupyter-book build failed (exit {result.returncode}); see the log above")
-    html_dir = root / "_build" / "html"
+    html_dir = stage / "_build" / "html"
     print(f"[book] site built in {time.time() - start:.1f}s: {html_dir / 'index.html'}", file=sys.stderr)
     return html_dir
 
@@ -413,12 +561,12 @@ def _run_chapter(args: argparse.Namespace) -> int:
 
 def _run_book(args: argparse.Namespace) -> int:
     return _execute_then_build(args, lambda params: execute_all(
-        args.profile, params, args.root, progress=not args.no_progress))
+        args.profile, params, args.root, progress=not args.no_progress, fresh=args.fresh))
 
 
 def _run_site(args: argparse.Namespace) -> int:
     try:
-        print(build_site(args.root))
+        print(build_site(args.root, profile=args.profile))
     except (ChapterError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -428,9 +576,10 @@ def _run_site(args: argparse.Namespace) -> int:
 def _execute_then_build(args: argparse.Namespace, execute) -> int:
     """Parse -p values, execute, rebuild the site unless --no-build; errors -> message, exit 1."""
     try:
-        execute(parse_overrides(args.param))
+        params = parse_overrides(args.param)
+        execute(params)
         if not args.no_build:
-            build_site(args.root)
+            build_site(args.root, profile=args.profile, params=params)
     except (ChapterError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -462,18 +611,24 @@ def add_book_commands(subparsers: argparse._SubParsersAction) -> None:
     ch.set_defaults(func=_run_chapter)
 
     bk = subparsers.add_parser(
-        "book", help="execute every chapter in _toc.yml order, then build the site",
-        description="Execute every notebook chapter listed in _toc.yml (in order; markdown pages "
-                    "are rendered as they are), then run `jupyter-book build .` into _build/html.",
-        epilog="example: unlearn book --profile smoke")
+        "book", help="bring the book up to date: re-execute the missing or stale chapters, then build the site",
+        description="Execute, in _toc.yml order, every notebook chapter that is missing or stale (its "
+                    "notebook, the resolved preset or a library file changed since its recorded "
+                    "execution; --fresh: every chapter), then run `jupyter-book build`. The default "
+                    "profile writes the committed book (book/, site in _build/html); another profile or "
+                    "any -p writes its own book under _build/<profile>/ (site in _build/<profile>/_build/html).",
+        epilog="examples: unlearn book   |   unlearn book --fresh   |   unlearn book --profile smoke")
     _common(bk)
+    bk.add_argument("--fresh", action="store_true", help="re-execute every chapter, stale or not")
     bk.set_defaults(func=_run_book)
 
     st = subparsers.add_parser(
-        "site", help="only build the HTML site from the executed notebooks in book/ (seconds)",
-        description="Run `jupyter-book build .` on the executed chapters already in book/ (after "
-                    "editing prose, or with executed notebooks received from someone else).")
+        "site", help="only build the HTML site from the executed chapters in book/ (seconds, no training)",
+        description="Run `jupyter-book build .` on the executed chapters already in book/ (the "
+                    "committed default book) into _build/html; prints a line for each stale chapter.")
     st.add_argument("--root", default=None, help="book root holding _toc.yml (default: found from cwd)")
+    st.add_argument("--profile", default="default",
+                    help="which book: 'default' (the committed one in book/) or the profile of a book under _build/")
     st.set_defaults(func=_run_site)
 
 

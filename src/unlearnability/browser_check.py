@@ -11,7 +11,8 @@ For every HTML page of the site (indexes and `_static/` skipped):
   vega's output (`svg.marks` or `canvas.marks`) and no error message. Uncaught JavaScript
   errors on the page (from Chromium's console log) and requests the page made to http(s)
   hosts (from Chromium's net log, the browser's own Google services left out) fail it too;
-- each chart must fit the content column of a 1280 px wide window (no horizontal scrollbar);
+- each chart and each table must fit the content column of a 1280 px wide window (no
+  horizontal scrollbar); pages with tables are opened for that too;
 - pages with math (Sphinx's `<span class="math">` / `<div class="math">`) are opened the same
   way and each formula must come out as MathJax's `<mjx-container>` without a TeX error
   (`<mjx-merror>`): MathJax is served from the site (`sphinx-mathjax-offline`).
@@ -41,6 +42,7 @@ BROWSER_HOSTS = re.compile(r"(^|\.)(google\.com|googleapis\.com|gstatic\.com|gvt
 _CHART_ID = re.compile(r'id="(altair-viz-[0-9a-f]+)"')
 _CDN_SCRIPT = re.compile(r'<script\b[^>]*\bsrc="((?:https?:)?//[^"]+)"', re.I)
 _CDN_LINK = re.compile(r'<link\b(?=[^>]*\brel="(?:stylesheet|preload|modulepreload)")[^>]*\bhref="((?:https?:)?//[^"]+)"', re.I)
+_TABLE = re.compile(r"<table\b", re.I)
 _MATH = re.compile(r'<(?:span|div)\b[^>]*\bclass="math(?:\s[^"]*)?"')
 _CONSOLE = re.compile(r':CONSOLE[:(]\d*\)?\]?\s*"(.*)", source: (\S*)')
 
@@ -123,8 +125,16 @@ MEASURE = """<script>window.addEventListener('load', function () { setTimeout(fu
     var cw = m ? Math.ceil(m.getBoundingClientRect().width) : 0;
     if (cw > w + 1) { wide.push(el.id + ':' + cw); }
   });
+  var tables = [];
+  col.querySelectorAll('table').forEach(function (t, i) {
+    var tw = Math.ceil(Math.max(t.getBoundingClientRect().width, t.scrollWidth));
+    var cap = t.querySelector('caption');
+    var name = 'table-' + (i + 1) + (cap ? '(' + cap.textContent.trim().slice(0, 40).replace(/[^A-Za-z0-9]+/g, '_') + ')' : '');
+    if (tw > w + 1) { tables.push(name + ':' + tw); }
+  });
   document.body.setAttribute('data-column-width', String(w));
   document.body.setAttribute('data-wide-charts', wide.join(' '));
+  document.body.setAttribute('data-wide-tables', tables.join(' '));
 }, 8000); });</script>"""
 
 
@@ -187,13 +197,14 @@ def check_dom(dom: str, chart_ids: list[str]) -> tuple[list[str], list[str]]:
     return drawn, errors
 
 
-def check_widths(dom: str) -> list[str]:
-    """Charts wider than the content column, from the attributes MEASURE left on <body>."""
-    m = re.search(r'data-wide-charts="([^"]*)"', dom)
+def check_widths(dom: str, what: str = "charts") -> list[str]:
+    """Charts (or tables, `what="tables"`) wider than the content column, from the attributes
+    MEASURE left on <body>."""
+    m = re.search(rf'data-wide-{what}="([^"]*)"', dom)
     col = re.search(r'data-column-width="(\d+)"', dom)
     if m is None or col is None:
-        return ["chart widths not measured (the page's load event did not fire in the time budget)"]
-    return [f"{item.split(':')[0]}: {item.split(':')[1]} px wide, wider than the {col.group(1)} px content "
+        return [f"{what[:-1]} widths not measured (the page's load event did not fire in the time budget)"]
+    return [f"{item.rsplit(':', 1)[0]}: {item.rsplit(':', 1)[1]} px wide, wider than the {col.group(1)} px content "
             "column (a horizontal scrollbar)" for item in m.group(1).split()]
 
 
@@ -218,7 +229,8 @@ def check_page(page: Path, root: Path, chromium: str | None, budget_ms: int = 15
     if not report.charts and "vegaEmbed(" in html:
         report.errors.append("calls vegaEmbed but has no altair-viz-* container to check")
     report.math = len(_MATH.findall(html))
-    if not report.charts and not report.math:
+    tables = bool(_TABLE.search(html))
+    if not report.charts and not report.math and not tables:
         return report
     if chromium is None:
         report.errors.append("chromium not found: charts and math not checked")
@@ -228,6 +240,8 @@ def check_page(page: Path, root: Path, chromium: str | None, budget_ms: int = 15
     report.errors += errors
     if report.charts:
         report.errors += check_widths(dom)
+    if tables:
+        report.errors += check_widths(dom, "tables")
     if report.math:
         report.typeset, errors = check_math(dom, report.math)
         report.errors += errors
