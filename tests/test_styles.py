@@ -102,3 +102,34 @@ def test_pretraining_batches_mix_styles():
         prompt_len = (b["labels"] == -100).logical_and(b["attention_mask"].bool()).sum(1)
         assert prompt_len.max() - prompt_len.min() <= 8  # similar problem sizes (prompts span ~15-60 tokens)
     assert mixed >= 6
+
+
+def test_skill_route_coupling_shows_a_skill_only_in_its_styles():
+    """world.skill_styles: problems needing mul_c never come worked; the others keep world.styles,
+    and the stream without the knob is byte-identical to before."""
+    from unlearnability.world.generator import coupled_styles
+
+    base = dict(p=100, digits=2, n_train=10, n_valid=5, tiers=[2, 3], styles={"worked": 0.7, "answer": 0.3},
+                coverage={"add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 1.0, "mul": 0.0})
+    plain = pretraining_stream(WorldConfig(**base), set(), 0)
+    same = pretraining_stream(WorldConfig(**base, skill_styles=None), set(), 0)
+    assert [next(plain) for _ in range(200)] == [next(same) for _ in range(200)]
+
+    cfg = WorldConfig(**base, skill_styles={"mul_c": {"terse": 1.0, "answer": 1.0}})
+    stream = pretraining_stream(cfg, set(), 0)
+    worked = {True: 0, False: 0}
+    n_mul = 0
+    for _ in range(1500):
+        q, a = next(stream)
+        has_mul = " * " in a or " * " in q  # crude: a mul_c statement in the problem
+        lines = [x for x in a.rsplit("answer", 1)[0].split(" . ") if x.strip()]
+        is_worked = bool(lines) and lines[0].split().count("=") == 3
+        if has_mul and " * " in a:
+            pytest.fail(f"a mul_c problem came with a worked line: {a}")
+        n_mul += has_mul
+        worked[has_mul] += is_worked
+    assert n_mul > 200 and worked[False] > 0.5 * (1500 - n_mul)  # the others still mostly worked
+    with pytest.raises(ValueError, match="world.skill_styles: unknown skill 'pow'"):
+        coupled_styles({"pow": {"terse": 1.0}})
+    with pytest.raises(ValueError, match=r"world.skill_styles.mul_c: unknown style"):
+        coupled_styles({"mul_c": {"poem": 1.0}})

@@ -51,6 +51,11 @@ class WorldConfig:
     # response styles of the pretraining corpus and their shares (world/generator.py: worked,
     # terse, leap, answer); the prompt never names a style, and no problem is treated differently
     styles: dict[str, float] = field(default_factory=lambda: {"worked": 1.0})
+    # skill-route coupling (testbed v3 hypothesis): {skill: {style: share}}. A pretraining (and
+    # final-phase) problem that needs one of these skills is shown in that skill's styles instead
+    # of `styles`, e.g. {mul_c: {terse: 1, leap: 1, answer: 1}}: the skill is never seen worked.
+    # Mid-training mixtures other than "pretrain" keep their own styles. None = off.
+    skill_styles: dict[str, dict[str, float]] | None = late(None)
     const_max: int = 9  # constants in add_c / sub_c / mul_c are drawn from 2..const_max (1.. for add/sub)
     tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # difficulty tier = ops on the query's path
     distractors_max: int = 2  # distractor statements (not needed for the answer): 0..distractors_max
@@ -388,6 +393,12 @@ def _check_types(cfg: Config) -> None:
                 raise ConfigError(f"{section.name}.{f.name}: expected an integer, got {v!r}")
             elif t == "bool" and not isinstance(v, bool):
                 raise ConfigError(f"{section.name}.{f.name}: expected true/false, got {v!r}")
+            elif t.startswith("dict[str, dict[str, float]]") and isinstance(v, dict):  # world.skill_styles
+                for k, inner in v.items():
+                    if not isinstance(inner, dict) or any(isinstance(x, bool) or not isinstance(x, (int, float))
+                                                          for x in inner.values()):
+                        raise ConfigError(f"{section.name}.{f.name}.{k}: expected {{style: share}}, got {inner!r}")
+                setattr(obj, f.name, {k: {s: float(x) for s, x in inner.items()} for k, inner in v.items()})
             elif t.startswith("dict[") and "float]" in t and isinstance(v, dict):
                 # {worked: 1} and {worked: 1.0} are one config: one cache key
                 for k, x in v.items():

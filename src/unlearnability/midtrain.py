@@ -55,7 +55,7 @@ from . import ledger, runs
 from .config import Config, MidtrainConfig, WorldConfig
 from .model import load_model, train_on_text
 from .problems import Problem
-from .world.generator import STYLES, graph_of, sample_problem, style_weights, train_valid_split
+from .world.generator import STYLES, coupled_styles, draw_style, graph_of, sample_problem, style_weights, train_valid_split
 
 # name -> {tiers: rule or {tier: weight}, skills: rule or {skill: weight}, styles: "world" or {style: share}}
 MIXTURES: dict[str, dict[str, Any]] = {
@@ -160,13 +160,15 @@ def midtraining_problems(world: WorldConfig, mix: Mixture, exclude: set[str], se
             yield prob
 
 
-def midtraining_stream(world: WorldConfig, mix: Mixture, exclude: set[str], seed: int) -> Iterator[tuple[str, str]]:
+def midtraining_stream(world: WorldConfig, mix: Mixture, exclude: set[str], seed: int,
+                       coupled: bool = False) -> Iterator[tuple[str, str]]:
     """Endless (question, response) pairs of `midtraining_problems`, each response in a style
-    drawn from `mix.styles` (independently of the problem, as in pretraining)."""
+    drawn from `mix.styles` (independently of the problem, as in pretraining); with `coupled`
+    (the final pretraining phase, the "pretrain" mixture), `world.skill_styles` applies too."""
     rng = random.Random(f"midtrain-styles-{world.seed}-{seed}")
-    names = [s for s in STYLES if mix.styles.get(s, 0) > 0]
+    skill_styles = coupled_styles(world.skill_styles) if coupled else {}
     for prob in midtraining_problems(world, mix, exclude, seed):
-        style = names[0] if len(names) == 1 else rng.choices(names, [mix.styles[s] for s in names])[0]
+        style = draw_style(rng, prob.meta["skills"], mix.styles, skill_styles)
         yield prob.question, prob.meta["solution"] if style == "worked" else graph_of(prob).solution(style)
 
 
@@ -234,7 +236,9 @@ def _midtrain(cfg: Config, base: Path, folder: Path, mix: Mixture, quiet: bool) 
         print(f"mid-training ({cfg.midtrain.mixture}) {base.name} on {midtrain_tokens(cfg) / 1e6:.2f}M tokens "
               f"-> {folder}", flush=True)
     train, valid = train_valid_split(cfg.world)
-    pairs = midtraining_stream(cfg.world, mix, {p.question for p in train + valid}, cfg.midtrain.seed)
+    # mid-training "as in pretraining" keeps pretraining's skill-route coupling; the other mixtures show every skill in their styles
+    pairs = midtraining_stream(cfg.world, mix, {p.question for p in train + valid}, cfg.midtrain.seed,
+                               coupled=cfg.midtrain.mixture == "pretrain")
     t0 = time.time()
     train_on_text(model, tok, pairs, midtrain_pretrain_config(cfg), folder, autocast_dtype=cfg.model.autocast,
                   desc="midtrain")

@@ -80,7 +80,7 @@ def _anneal(cfg: Config, first: Path, folder: Path, quiet: bool) -> Path:
         print(f"pretraining, final phase: {first.name} on {tokens / 1e6:.2f}M tokens with styles "
               f"{', '.join(f'{k} {v:g}' for k, v in mix.styles.items() if v)} -> {folder}", flush=True)
     train, valid = train_valid_split(cfg.world)
-    pairs = midtraining_stream(cfg.world, mix, {p.question for p in train + valid}, m.seed)
+    pairs = midtraining_stream(cfg.world, mix, {p.question for p in train + valid}, m.seed, coupled=True)
     t0 = time.time()
     train_on_text(model, tok, pairs, midtrain_pretrain_config(as_midtrain), folder,
                   autocast_dtype=cfg.model.autocast, desc="anneal")

@@ -354,9 +354,34 @@ def style_weights(styles: dict[str, float]) -> dict[str, float]:
     return {s: float(styles.get(s, 0.0)) for s in STYLES}
 
 
+def coupled_styles(skill_styles: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]]:
+    """`world.skill_styles` checked: known skills and styles, shares as in `style_weights`."""
+    out = {}
+    for skill, styles in (skill_styles or {}).items():
+        if skill not in SKILLS:
+            raise ValueError(f"world.skill_styles: unknown skill {skill!r}; known: {', '.join(SKILLS)}")
+        try:
+            out[skill] = style_weights(styles)
+        except ValueError as e:
+            raise ValueError(f"world.skill_styles.{skill}: {str(e).removeprefix('world.styles: ')}") from None
+    return out
+
+
+def draw_style(rng: random.Random, skills: list[str], styles: dict[str, float],
+               coupled: dict[str, dict[str, float]]) -> str:
+    """A response style for a problem needing `skills`: from the first coupled skill's shares
+    (sorted by name) if it needs one, else from `styles`. One style with a positive share draws
+    nothing from `rng` (so a one-style corpus is the stream it was before styles existed)."""
+    hit = sorted(s for s in set(skills) if s in coupled)
+    shares = coupled[hit[0]] if hit else styles
+    names = [s for s in STYLES if shares.get(s, 0) > 0]
+    return names[0] if len(names) == 1 else rng.choices(names, [shares[s] for s in names])[0]
+
+
 def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
     """Endless (question, response) pairs whose skill mix follows `cfg.coverage` and whose
-    response style is drawn from `cfg.styles` (independently of the problem).
+    response style is drawn from `cfg.styles` (independently of the problem), or, for a
+    problem needing a skill of `cfg.skill_styles`, from that skill's styles.
 
     Problems whose question is in `exclude` (the train / validation questions) are skipped,
     so the base model never saw a training problem's solution in any style.
@@ -366,7 +391,7 @@ def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
     if not any(w > 0 for w in weights.values()):
         raise ValueError("world.coverage: every skill has weight 0; pretraining would have no data")
     styles = style_weights(cfg.styles)
-    single = [s for s, w in styles.items() if w > 0]
+    coupled = coupled_styles(cfg.skill_styles)
     i = 0
     while True:
         tier = rng.choice(cfg.tiers)
@@ -374,6 +399,5 @@ def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
         i += 1
         if prob.question in exclude:
             continue
-        # a one-style corpus draws nothing extra, so it is the same stream as before styles existed
-        style = single[0] if len(single) == 1 else rng.choices(single, [styles[s] for s in single])[0]
+        style = draw_style(rng, prob.meta["skills"], styles, coupled)
         yield prob.question, graph_of(prob).solution(style) if style != "worked" else prob.meta["solution"]
