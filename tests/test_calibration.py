@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -35,6 +36,27 @@ def test_fleiss_kappa_matches_the_textbook_example():
     agree = pd.DataFrame({"s1": ["x", "y", "x"], "s2": ["x", "y", "x"]})
     assert fleiss_kappa(agree) == pytest.approx(1.0)
     assert math.isnan(fleiss_kappa(pd.DataFrame({"s1": ["x", "x"], "s2": ["x", "x"]})))
+
+
+def _hand_fleiss_kappa(labels: pd.DataFrame) -> float:
+    """The book's former hand-written kappa (Fleiss 1971), kept here as the reference."""
+    m = labels.shape[1]
+    counts = labels.apply(lambda row: row.value_counts(), axis=1).fillna(0)
+    p_item = ((counts**2).sum(axis=1) - m) / (m * (m - 1))
+    shares = counts.sum(axis=0) / (len(labels) * m)
+    p_e = float((shares**2).sum())
+    return float((p_item.mean() - p_e) / (1 - p_e))
+
+
+def test_fleiss_kappa_by_statsmodels_agrees_with_the_hand_formula():
+    rng = np.random.default_rng(3)
+    for raters, items in ((2, 7), (3, 50), (3, 400), (5, 31)):
+        cats = np.array(["easy", "learnable", "unlearnable", "no_reward"], dtype=object)
+        # correlated raters: a shared label most of the time, else a random one
+        base = rng.choice(cats, size=items)
+        lab = pd.DataFrame({f"seed_{r}": np.where(rng.random(items) < 0.6, base, rng.choice(cats, size=items))
+                            for r in range(raters)})
+        assert fleiss_kappa(lab) == pytest.approx(_hand_fleiss_kappa(lab), abs=1e-12)
 
 
 def test_seed_switches_count_only_non_easy_problems_with_a_positive():

@@ -44,6 +44,34 @@ def test_training_positives_and_chance_correction():
 
 
 def test_combine_seeds_rules():
-    labels = pd.DataFrame({"seed_1": ["easy", "learnable", "unlearnable", "no_reward", "learnable"],
-                           "seed_2": ["easy", "learnable", "no_reward", "no_reward", "no_reward"]})
-    assert combine_seeds(labels).tolist() == ["easy", "learnable", "no_reward", "no_reward", "ambiguous"]
+    labels = pd.DataFrame({"seed_1": ["easy", "learnable", "unlearnable", "no_reward", "learnable", "learnable"],
+                           "seed_2": ["easy", "learnable", "no_reward", "no_reward", "no_reward", "unlearnable"]})
+    # a seed that never rewarded a problem makes it no_reward (the union), whatever the other seed
+    # says, unless it is easy or learnable in every seed; learnable / unlearnable mixes are ambiguous
+    assert combine_seeds(labels).tolist() == ["easy", "learnable", "no_reward", "no_reward", "no_reward", "ambiguous"]
+
+
+def test_no_reward_is_the_union_over_seeds_whatever_the_pass_rates():
+    ids = ["learned_blind", "half_learned", "easy_blind", "unlearn", "split"]
+    initial = pd.Series([0.0, 0.0, 0.5, 0.0, 0.0], index=ids)
+    finals = {1: pd.Series([0.5, 0.5, 0.9, 0.0, 0.5], index=ids), 2: pd.Series([0.5, 0.0, 0.9, 0.05, 0.0], index=ids)}
+    # seed 1 rewards everything but learned_blind; seed 2 rewards everything but half_learned and easy_blind
+    h1 = hist([(1, i, 0.125, 0.3, 8, 1, 0.0) for i in ids if i != "learned_blind"] + [(1, "learned_blind", 0, 0, 8, 0, None)])
+    h2 = hist([(1, i, 0.125, 0.3, 8, 1, 0.0) for i in ids if i not in ("half_learned", "easy_blind")]
+              + [(1, "half_learned", 0, 0, 8, 0, None), (1, "easy_blind", 0, 0, 8, 0, None)])
+    out = classify(initial, finals, {1: h1, 2: h2}, tau=0.1)
+    # half_learned: learnable in seed 1, never rewarded in seed 2 -> no_reward (the old rule said ambiguous)
+    assert out["group"].to_dict() == {"learned_blind": "learnable", "half_learned": "no_reward", "easy_blind": "easy",
+                                      "unlearn": "unlearnable", "split": "ambiguous"}
+    assert out["rewarded_1"].tolist() == [False, True, True, True, True]
+    assert out["rewarded_2"].tolist() == [True, False, False, True, True]
+    t = table1(out)
+    # the partition gives learned_blind to learnable and easy_blind to easy; the paper's column, the
+    # union, counts them too: no_reward overlaps easy and learnable there
+    assert t["count"].to_dict() == {"easy": 1, "learnable": 1, "unlearnable": 1, "no_reward": 1, "ambiguous": 1}
+    assert t.loc["no_reward", "paper_count"] == 3 and t.loc["no_reward", "paper_percent"] == 60.0
+    assert (t["paper_count"].drop("no_reward") == t["count"].drop("no_reward")).all()
+    assert table1(out["group"]).columns.tolist() == ["count", "percent"]  # a Series: the old table
+    # the chance-corrected union: 1 positive of 8 is chance at p = 100, so every seed "never rewarded" all
+    chance = classify(initial, finals, {1: h1, 2: h2}, tau=0.1, p=100)
+    assert chance["group"].tolist() == ["learnable", "no_reward", "easy", "no_reward", "no_reward"]

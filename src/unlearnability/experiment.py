@@ -82,16 +82,30 @@ def evaluate_checkpoint(run_dir: str | Path, step: int, k: int | None = None, sp
     if not src.exists():
         have = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
         raise FileNotFoundError(f"{src}: no checkpoint at step {step}; this run has {have or 'none'}")
-    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler, limit, ids)
+    return _evaluate(cfg, src, run_dir / "evals" / f"step_{step:04d}", split, keep_text, sampler, limit, ids,
+                     seed=eval_seed(cfg.eval.seed, cfg.grpo.seed, step))
 
 
 def evaluate_base(cfg: Config, split: str = "train", keep_text: bool = True, sampler: str = "torch",
                   limit: int | None = None, ids: list[str] | None = None) -> Path:
-    """pass@k of the config's base model (cached with the base model, shared by every seed)."""
+    """pass@k of the config's base model (cached with the base model, shared by every seed; its
+    sampler seed is the base model's own, `eval_seed(cfg.eval.seed, None, 0)`)."""
     base = ensure_base_model(cfg)
     folder = Path(base) / "evals" if isinstance(base, Path) else \
         runs.home() / "hub-evals" / cfg.section_hash("model", "data") / "evals"
-    return _evaluate(cfg, base, folder, split, keep_text, sampler, limit, ids)
+    return _evaluate(cfg, base, folder, split, keep_text, sampler, limit, ids, seed=eval_seed(cfg.eval.seed, None, 0))
+
+
+def eval_seed(cfg_eval_seed: int, run_seed: int | None, step: int) -> int:
+    """The sampler seed of one pass@k evaluation, so that no two share random numbers: a stable
+    hash (sha256; Python's hash() is salted per process) of the eval section's seed, the GRPO
+    run's seed (`grpo.seed`; None: the base model's own evaluation, shared by every run) and the
+    checkpoint step. Below 2**30, leaving room for the per-batch offset `evaluate.rollouts` adds."""
+    import hashlib
+
+    who = "base" if run_seed is None else f"run{int(run_seed)}"
+    key = f"unlearnability/eval-seed/{int(cfg_eval_seed)}/{who}/step{int(step)}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % (1 << 30)
 
 
 def with_eval(cfg: Config, **changes) -> Config:
@@ -113,12 +127,17 @@ def make_sampler(kind: str, model_dir: str | Path, tokenizer):
 
 
 def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool,
-              sampler: str = "torch", limit: int | None = None, ids: list[str] | None = None) -> Path:
+              sampler: str = "torch", limit: int | None = None, ids: list[str] | None = None,
+              seed: int | None = None) -> Path:
+    """seed: the sampler seed (`eval_seed`; None: the base model's), in the cache name, so
+    evaluations drawn before the seeds were derived (all with eval.seed) are not reused."""
     if split not in ("train", "valid"):
         raise ValueError(f"split={split!r}: use 'train' or 'valid'")
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit}: evaluate at least one problem (or None for all)")
-    name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}-v{SCORING_VERSION}"
+    seed = eval_seed(cfg.eval.seed, None, 0) if seed is None else int(seed)
+    name = f"{split}-k{cfg.eval.k}-{cfg.section_hash('eval', 'data')}-s{seed}-v{SCORING_VERSION}"
+    cfg = with_eval(cfg, seed=seed)
     if sampler != "torch":
         name += f"-{sampler}"
     if limit is not None:

@@ -1,29 +1,52 @@
 """Group training examples as the paper does (§3.2 and the authors' classification script).
 
-Per seed s, with tau = 0.1 and pass@1 the mean reward over k = 32 samples:
+Per seed s, with tau = 0.1 and pass@1 the mean reward over k = 32 samples (`label_seed`):
     easy          initial pass@1 > tau
     learnable     initial pass@1 <= tau and final pass@1 (seed s) > tau
     unlearnable   initial <= tau, final <= tau, and at least one positive reward in seed s's
                   training history (the paper requires initial <= tau; the authors' code does not)
     no_reward     initial <= tau, final <= tau, and no positive reward in seed s's history
-Across seeds (the intersection rule):
-    a label shared by every seed is the example's group; labels that are only
-    {unlearnable, no_reward} give no_reward (the paper takes no_reward as a union over seeds);
-    anything else is "ambiguous" (counted, not hidden).
+A seed "rewarded" a problem when its history holds a positive reward (whatever the label).
+
+Across seeds (`combine_seeds`, one group per problem, first rule that applies):
+    easy          easy in every seed (the initial evaluation is shared, so all or none)
+    learnable     learnable in every seed (the intersection), whatever the histories
+    no_reward     some seed never rewarded it: the union over seeds, as in REFERENCE.md and
+                  the authors' script, whatever its final pass rates
+    unlearnable   unlearnable in every seed (so rewarded in every seed: disjoint from the union)
+    ambiguous     anything else: the seeds mix learnable and unlearnable (counted, not hidden)
+
+Overlap (the paper's Table 1 columns are each defined on their own, so they can overlap):
+the authors' no_reward column is the union over seeds *whatever the pass rates*, so it also
+holds easy and learnable problems that some seed never rewarded (a learnable one learned in
+that seed without a positive of its own: transfer). The one-group-per-problem partition above
+gives those to easy and learnable (their rules come first: easy is a base-model property, and
+learnable in every seed is an outcome, not a lack of signal); `table1` of `classify`'s table
+shows both readings: `count`/`percent` the partition, and `paper_count`/`paper_percent` each
+group by its own rule, where only no_reward differs (the union over all problems). Unlearnable
+and learnable never overlap no_reward's partition group, and the paper's "after excluding data
+without any positive reward" holds for unlearnable by construction.
 
 Beyond the paper, `chance_threshold` gives a luck-aware variant: a seed's training positives
 only count when there are more of them than blind guessing (chance 1/p per rollout)
-explains at the 99% level.
+explains at the 99% level. With it, "rewarded" means positives above that threshold, for the
+labels and for the union alike.
+
+The rules are written once on integer codes (`label_codes`, `combine_codes`, numpy, any
+shape), so the pandas functions here and the null of `analysis.null` apply the same ones.
 """
 
 from __future__ import annotations
 
 from math import comb
 
+import numpy as np
 import pandas as pd
 
 GROUPS = ["easy", "learnable", "unlearnable", "no_reward", "ambiguous"]
 PAPER_GROUPS = ["unlearnable", "learnable", "no_reward"]  # Table 1's columns
+LABELS = GROUPS[:4]  # a seed's labels; codes are indices into GROUPS (ambiguous = 4, groups only)
+EASY, LEARNABLE, UNLEARNABLE, NO_REWARD, AMBIGUOUS = range(5)
 
 
 def training_positives(history: pd.DataFrame) -> pd.DataFrame:
@@ -48,57 +71,124 @@ def chance_threshold(rollouts: int, p: int, level: float = 0.99) -> int:
     return n
 
 
+def chance_thresholds(rollouts, p: float, level: float = 0.99) -> np.ndarray:
+    """`chance_threshold` of every entry of an array of rollout counts (computed once per value)."""
+    r = np.asarray(rollouts).astype(int)
+    values, inverse = np.unique(r, return_inverse=True)
+    return np.array([chance_threshold(v, p, level) for v in values], dtype=int)[inverse].reshape(r.shape)
+
+
+def rewarded_mask(positives, rollouts, p: float | None = None, level: float = 0.99) -> np.ndarray:
+    """Whether training rewarded a problem: any positive (p None), else more positives than
+    guessing with chance 1/p explains at `level` (`chance_threshold`). Arrays of any shape."""
+    positives = np.asarray(positives)
+    if p is None:
+        return positives > 0
+    return positives > chance_thresholds(rollouts, p, level)
+
+
+def label_codes(initial, final, rewarded, tau: float = 0.1) -> np.ndarray:
+    """A seed's label codes (indices into GROUPS) from pass@1 arrays and the rewarded mask
+    (broadcast together). A missing (NaN) final pass@1 counts as <= tau."""
+    initial, final, rewarded = np.broadcast_arrays(np.asarray(initial, float), np.asarray(final, float),
+                                                   np.asarray(rewarded, bool))
+    return np.where(initial > tau, EASY, np.where(final > tau, LEARNABLE,
+                                                  np.where(rewarded, UNLEARNABLE, NO_REWARD))).astype(np.int8)
+
+
+def combine_codes(labels, rewarded) -> np.ndarray:
+    """The group code per problem from seeds' label codes and rewarded masks, seeds on the last
+    axis (shape (..., seeds) -> (...)): the rules of the module docstring, in that order."""
+    labels, rewarded = np.asarray(labels), np.asarray(rewarded, bool)
+    all_ = lambda code: (labels == code).all(axis=-1)  # noqa: E731
+    out = np.full(labels.shape[:-1], AMBIGUOUS, dtype=np.int8)
+    out[all_(UNLEARNABLE)] = UNLEARNABLE
+    out[~rewarded.all(axis=-1)] = NO_REWARD  # the union over seeds
+    out[(labels == EASY).any(axis=-1)] = AMBIGUOUS  # easy in some seeds only: no shared initial
+    out[all_(LEARNABLE)] = LEARNABLE
+    out[all_(EASY)] = EASY
+    return out
+
+
+def seed_arrays(initial: pd.Series, final: pd.Series, history: pd.DataFrame,
+                p: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One seed's (final pass@1, rewarded) aligned to initial's index."""
+    tp = training_positives(history).reindex(initial.index)
+    rewarded = rewarded_mask(tp["positives"].fillna(0).to_numpy(), tp["rollouts"].fillna(0).to_numpy(), p)
+    return final.reindex(initial.index).to_numpy(float), rewarded
+
+
 def label_seed(initial: pd.Series, final: pd.Series, history: pd.DataFrame, tau: float = 0.1,
                p: int | None = None) -> pd.Series:
     """One seed's label per prompt id. initial, final: pass@1 indexed by prompt_id.
 
     With `p` given, positives must exceed `chance_threshold(rollouts, p)` to count.
     """
-    tp = training_positives(history).reindex(initial.index)
-    tp["positives"] = tp["positives"].fillna(0)
-    tp["rollouts"] = tp["rollouts"].fillna(0)
-    if p is None:
-        seen = tp["positives"] > 0
-    else:
-        seen = tp["positives"] > tp["rollouts"].map(lambda n: chance_threshold(n, p))
-    final = final.reindex(initial.index)
-    lab = pd.Series("no_reward", index=initial.index, dtype=object)
-    lab[seen] = "unlearnable"
-    lab[final > tau] = "learnable"
-    lab[initial > tau] = "easy"
-    return lab
+    fin, rewarded = seed_arrays(initial, final, history, p)
+    codes = label_codes(initial.to_numpy(float), fin, rewarded, tau)
+    return pd.Series(np.array(GROUPS, dtype=object)[codes], index=initial.index, dtype=object)
 
 
-def combine_seeds(labels: pd.DataFrame) -> pd.Series:
-    """labels: one column per seed -> the group per prompt by the intersection rule."""
-    def one(row) -> str:
-        s = set(row)
-        if len(s) == 1:
-            return s.pop()
-        if s <= {"unlearnable", "no_reward"}:
-            return "no_reward"
-        return "ambiguous"
+def combine_seeds(labels: pd.DataFrame, rewarded: pd.DataFrame | None = None) -> pd.Series:
+    """labels: one column per seed -> the group per prompt (the module docstring's rules).
 
-    return labels.apply(one, axis=1).rename("group")
+    rewarded: same shape, whether each seed's history held a (counted) positive; without it a
+    seed rewarded a problem unless it labels it no_reward (so an easy or learnable label counts
+    as rewarded: `classify` passes the real masks).
+    """
+    codes = labels.apply(lambda col: col.map(GROUPS.index)).to_numpy()
+    rew = (codes != NO_REWARD) if rewarded is None else rewarded.to_numpy(bool)
+    shape = (len(labels), labels.shape[1])
+    out = combine_codes(codes.reshape(shape), rew.reshape(shape))
+    return pd.Series(np.array(GROUPS, dtype=object)[out], index=labels.index, dtype=object, name="group")
 
 
 def classify(initial: pd.Series, finals: dict, histories: dict, tau: float = 0.1,
              p: int | None = None) -> pd.DataFrame:
-    """Per prompt: each seed's label (columns `seed_<s>`) and the combined `group`.
+    """Per prompt: each seed's label (columns `seed_<s>`), whether that seed rewarded it
+    (`rewarded_<s>`, by the same rule as the label: any positive, or above chance with `p`),
+    the combined `group`, the initial and each seed's final pass@1 (`final_<s>`).
 
     finals, histories: {seed: final pass@1 Series, seed: history DataFrame}.
     """
-    labels = pd.DataFrame({f"seed_{s}": label_seed(initial, finals[s], histories[s], tau, p) for s in finals})
-    out = labels.assign(group=combine_seeds(labels), initial=initial)
+    arrays = {s: seed_arrays(initial, finals[s], histories[s], p) for s in finals}
+    init = initial.to_numpy(float)
+    labels = pd.DataFrame({f"seed_{s}": np.array(GROUPS, dtype=object)[label_codes(init, f, r, tau)]
+                           for s, (f, r) in arrays.items()}, index=initial.index)
+    rewarded = pd.DataFrame({f"rewarded_{s}": r for s, (f, r) in arrays.items()}, index=initial.index)
+    out = labels.assign(group=combine_seeds(labels, rewarded), initial=initial)
     for s in finals:
         out[f"final_{s}"] = finals[s].reindex(initial.index)
+    return out.join(rewarded)
+
+
+def table1(groups: pd.Series | pd.DataFrame) -> pd.DataFrame:
+    """Counts and percent of training examples per group (all five groups, a partition).
+
+    Given `classify`'s table instead of its `group` column, also `paper_count` and
+    `paper_percent`: each of the paper's columns by its own rule, so they can overlap; only
+    no_reward differs, the union over seeds of the problems some seed never rewarded, whatever
+    their pass rates (easy and learnable ones included), as the authors' script counts it.
+    """
+    classified = groups if isinstance(groups, pd.DataFrame) else None
+    g = classified["group"] if classified is not None else groups
+    counts = g.value_counts().reindex(GROUPS, fill_value=0)
+    out = pd.DataFrame({"count": counts, "percent": (100 * counts / counts.sum()).round(1)})
+    if classified is not None:
+        paper = counts.copy()
+        paper["no_reward"] = int(never_rewarded(classified).sum())
+        out["paper_count"] = paper
+        out["paper_percent"] = (100 * paper / max(len(g), 1)).round(1)
     return out
 
 
-def table1(groups: pd.Series) -> pd.DataFrame:
-    """Counts and percent of training examples per group (all five groups)."""
-    counts = groups.value_counts().reindex(GROUPS, fill_value=0)
-    return pd.DataFrame({"count": counts, "percent": (100 * counts / counts.sum()).round(1)})
+def never_rewarded(classified: pd.DataFrame) -> pd.Series:
+    """Per problem: whether some seed never rewarded it (the union rule, whatever the pass rates).
+    classified: `classify`'s table (its `rewarded_<s>` columns)."""
+    cols = [c for c in classified.columns if str(c).startswith("rewarded_")]
+    if not cols:
+        raise ValueError("no rewarded_<s> columns: pass groups.classify's table")
+    return ~classified[cols].astype(bool).all(axis=1)
 
 
 def switches(labels: pd.DataFrame, exclude_easy: bool = True) -> dict:

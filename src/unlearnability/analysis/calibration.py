@@ -65,17 +65,30 @@ def fleiss_kappa(labels: pd.DataFrame) -> float:
     kappa = (P_bar - P_e) / (1 - P_e) with P_bar the mean per-item agreement and P_e the
     agreement expected from the overall label shares; 1 = perfect, 0 = chance. NaN when the
     chance agreement is 1 (a single label everywhere) or there are fewer than 2 raters.
+    Computed by statsmodels (`kappa_from_counts`), which the null of `analysis.null` shares.
     """
-    m = labels.shape[1]
-    if m < 2 or len(labels) == 0:
+    if labels.shape[1] < 2 or len(labels) == 0:
         return float("nan")
-    counts = labels.apply(lambda row: row.value_counts(), axis=1).fillna(0)  # (items, categories)
-    p_item = ((counts**2).sum(axis=1) - m) / (m * (m - 1))
-    shares = counts.sum(axis=0) / (len(labels) * m)
-    p_e = float((shares**2).sum())
-    if p_e >= 1:
+    values = labels.to_numpy(object)
+    cats = pd.unique(values.ravel())
+    counts = (values[:, :, None] == cats[None, None, :]).sum(axis=1)  # (items, categories)
+    return kappa_from_counts(counts)
+
+
+def kappa_from_counts(table) -> float:
+    """Fleiss' kappa from a count table (items x categories; every row sums to the raters) by
+    `statsmodels.stats.inter_rater.fleiss_kappa` (method "fleiss"); NaN for no items, fewer
+    than 2 raters, or a chance agreement of 1."""
+    import numpy as np
+    from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or len(t) == 0 or t[0].sum() < 2:
         return float("nan")
-    return float((p_item.mean() - p_e) / (1 - p_e))
+    shares = t.sum(axis=0) / t.sum()
+    if float((shares**2).sum()) >= 1 - 1e-12:
+        return float("nan")
+    return float(sm_fleiss_kappa(t, method="fleiss"))
 
 
 def seed_switches(classified: pd.DataFrame, histories: dict) -> dict:
