@@ -190,6 +190,19 @@ def save_results(results: dict[str, Any], path: str | Path | None = None) -> dic
     return results
 
 
+def save_table(name: str, table, path: str | Path | None = None) -> Path | None:
+    """Called by a chapter: write a per-example table as `book/data/NAME.csv` beside its results
+    file (so anyone can recompute its numbers without the run store). Outside the runner, with no
+    path, nothing is written. Returns the path written, or None."""
+    target = Path(path) if path else (Path(os.environ[RESULTS_ENV]).parent / "data" / f"{name}.csv"
+                                      if os.environ.get(RESULTS_ENV) else None)
+    if target is None:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(target, index=False, float_format="%.6g")
+    return target
+
+
 def chapter_status(root: Path, profile: str = "default", params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One row per notebook chapter of the book for `profile`/`params`: name, output, provenance
     block (or None), stale reasons (empty: fresh), missing."""
