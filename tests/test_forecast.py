@@ -308,3 +308,16 @@ def test_screen_cli_on_the_smoke_study(smoke_store, tmp_path, capsys):
     assert t["forecast"].between(0, 1).all() and t["label"].notna().all()
     if t["label"].nunique() == 1:
         assert "one class only" in cap.err
+
+
+def test_auroc_of_one_class_is_nan_even_with_unfitted_scores():
+    """A profile whose labelled examples hold one class has no forecast (NaN scores): NaN, not an error."""
+    import math
+
+    import numpy as np
+
+    from unlearnability.analysis import forecast as fc
+
+    assert math.isnan(fc.auroc(np.ones(3), np.full(3, np.nan)))
+    with pytest.raises(ValueError, match="NaN scores"):
+        fc.auroc(np.array([0, 1, 1]), np.array([0.1, np.nan, 0.3]))

@@ -214,3 +214,41 @@ def focus_ids(group_of: pd.Series, easy_sample: int = 100, seed: int = 0) -> lis
     easy = sorted(group_of[group_of == "easy"].index)
     pick = np.random.default_rng(seed).choice(easy, size=min(easy_sample, len(easy)), replace=False) if easy else []
     return hard + sorted(str(x) for x in pick)
+
+
+def per_example_table(study, classified: pd.DataFrame) -> pd.DataFrame:
+    """One row per training problem (`study.problems` order), enough to recompute Table 1 and its
+    null (`analysis.null`) without the run store: prompt_id and the world's knobs (every column of
+    `study.problems`: tier, depth, distractors, coverage class, modulus p, skills joined by "+"; and
+    `coupled_skill`, the first of its skills that `world.skill_styles` couples to a style, when the
+    study's config couples any), initial_pass1 / initial_correct / initial_n, then per seed s:
+    rollouts_<s>, positives_<s> and draws_<s> (its training history, kept and dropped groups),
+    final_pass1_<s> / final_n_<s> (its final evaluation), rewarded_<s> and label_<s> (by the rule
+    `classified` used), and last the combined group.
+
+    study: an `experiment.Study` (or anything with problems, initial, finals, histories; cfg
+    optional); classified: `classify`'s table of it.
+    """
+    ids = study.problems["prompt_id"]
+    out = study.problems.reset_index(drop=True).copy()
+    coupled = getattr(getattr(getattr(study, "cfg", None), "world", None), "skill_styles", None)
+    if coupled and "skills" in out:
+        out["coupled_skill"] = [next((k for k in sorted(str(s).split("+")) if k in coupled), "") for s in out["skills"]]
+    init = study.initial.set_index("prompt_id").reindex(ids)
+    out["initial_pass1"] = init["pass@1"].to_numpy(float)
+    out["initial_correct"] = init["correct"].to_numpy(float) if "correct" in init else np.nan
+    out["initial_n"] = init["n"].to_numpy(float) if "n" in init else np.nan
+    cls = classified.reindex(ids)
+    for s, h in study.histories.items():
+        tp = training_positives(h).reindex(ids)
+        fin = study.finals[s].set_index("prompt_id").reindex(ids)
+        out[f"rollouts_{s}"] = tp["rollouts"].fillna(0).to_numpy(int)
+        out[f"positives_{s}"] = tp["positives"].fillna(0).to_numpy(int)
+        out[f"draws_{s}"] = tp["draws"].fillna(0).to_numpy(int)
+        out[f"final_pass1_{s}"] = fin["pass@1"].to_numpy(float)
+        out[f"final_n_{s}"] = fin["n"].to_numpy(float) if "n" in fin else np.nan
+        if f"rewarded_{s}" in cls:
+            out[f"rewarded_{s}"] = cls[f"rewarded_{s}"].to_numpy(bool)
+        out[f"label_{s}"] = cls[f"seed_{s}"].to_numpy(object)
+    out["group"] = cls["group"].to_numpy(object)
+    return out

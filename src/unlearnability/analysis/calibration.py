@@ -4,6 +4,8 @@
     fleiss_kappa       agreement of the seeds' labels beyond chance (Fleiss 1971)
     seed_switches      share of non-easy problems with a training positive whose label differs
                        between seeds
+    agreement          share of non-easy problems with positives above chance in some seed that
+                       get one label in every seed
     style_shares       share of each response style among samples (optionally per group)
     targets            the issue's targets, each measured and judged
 
@@ -16,7 +18,7 @@ import math
 
 import pandas as pd
 
-from ..groups import switches, training_positives
+from ..groups import rewarded_mask, switches, training_positives
 
 
 def paired_change(validation: pd.DataFrame, start: int | None = None, end: int | None = None) -> dict:
@@ -103,6 +105,27 @@ def seed_switches(classified: pd.DataFrame, histories: dict) -> dict:
     sw = switches(rewarded)  # leaves out the easy problems
     lab = _non_easy_labels(rewarded)
     return {"problems": sw["problems"], "switch": sw["any_switch"] if sw["problems"] else float("nan"),
+            "kappa": fleiss_kappa(lab)}
+
+
+def agreement(classified: pd.DataFrame, histories: dict, p: float | None = None, level: float = 0.99) -> dict:
+    """Seed agreement where it is reachable: the non-easy problems whose training positives in some
+    seed exceed what guessing explains (`groups.rewarded_mask`: more than the `level` quantile of
+    Binomial(rollouts, 1/p); any positive when p is None). A problem at the guess floor flips
+    between no_reward and unlearnable by luck at any budget, so it is left out.
+
+    classified: `groups.classify` output (columns seed_<s>, labels by whatever rule it used);
+    histories: {seed: history}. Returns problems, agreement (share with one label in every seed;
+    NaN with no problem) and kappa (Fleiss, over those problems).
+    """
+    above = pd.Series(False, index=classified.index)
+    for h in histories.values():
+        tp = training_positives(h).reindex(classified.index)
+        pos, roll = tp["positives"].fillna(0).to_numpy(int), tp["rollouts"].fillna(0).to_numpy(int)
+        above |= rewarded_mask(pos, roll, p, level)
+    lab = _non_easy_labels(classified[above.to_numpy()])
+    n = len(lab)
+    return {"problems": n, "agreement": float((lab.nunique(axis=1) == 1).mean()) if n else float("nan"),
             "kappa": fleiss_kappa(lab)}
 
 

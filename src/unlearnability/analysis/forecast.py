@@ -368,12 +368,12 @@ def auroc(y, p) -> float:
     average rank (count 1/2). NaN when y holds one class. NaN scores are not allowed."""
     y = np.asarray(y, float)
     p = np.asarray(p, float)
-    if np.isnan(p).any():
-        raise ValueError("auroc: NaN scores; drop or impute them first")
     n1 = int((y == 1).sum())
     n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
+    if n1 == 0 or n0 == 0:  # one class: nothing to separate (a forecast cannot even be fitted)
         return math.nan
+    if np.isnan(p).any():
+        raise ValueError("auroc: NaN scores; drop or impute them first")
     ranks = pd.Series(p).rank(method="average").to_numpy()
     return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
