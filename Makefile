@@ -35,8 +35,10 @@ test: install
 	$(BIN)/python -m pytest -q
 
 FRESH     ?=
+# Two workers make the default book's runs side by side (plan.py, Dask); the smoke book is faster serially (measured).
+WORKERS   ?= $(if $(filter smoke,$(PROFILE)),1,2)
 book: install
-	$(BIN)/unlearn book --profile $(PROFILE) $(if $(FRESH),--fresh)
+	$(BIN)/unlearn book --profile $(PROFILE) --workers $(WORKERS) $(if $(FRESH),--fresh)
 	$(BIN)/python benchmarks/book_budget.py --profile $(PROFILE)
 
 budget: install

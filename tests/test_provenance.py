@@ -124,3 +124,19 @@ def test_committed_chapters_are_the_default_books():
         assert block is not None, f"{path.name}: committed without provenance"
         assert provenance.foreign(block) is None, f"{path.name}: {provenance.foreign(block)}"
         assert (ROOT / "book" / f"{path.stem}.json").is_file(), f"{path.name}: its results file is missing"
+
+
+def test_book_prepares_the_stale_chapters_artifacts_on_workers_first(tmp_path, store, monkeypatch):
+    """--workers 2: plan.prepare gets exactly the chapters about to execute, before they execute."""
+    from unlearnability import plan
+
+    calls = []
+    monkeypatch.setattr(plan, "prepare", lambda names, profile, params, workers, root: calls.append(
+        (list(names), profile, workers, (root / "book" / "alpha.ipynb").exists())) or "summary")
+    make_root(tmp_path, {"alpha": ["x = 1"], "beta": ["y = 2"]})
+    book.execute_all("default", root=tmp_path, progress=False, workers=2)
+    assert calls == [(["alpha", "beta"], "default", 2, False)]  # before any chapter executed
+    edit_cell(tmp_path / "notebooks" / "beta.ipynb", 1, "y = 3")
+    book.execute_all("default", root=tmp_path, progress=False, workers=2)
+    book.execute_all("default", root=tmp_path, progress=False, workers=1)  # serial: no plan
+    assert calls[1:] == [(["beta"], "default", 2, True)]

@@ -415,10 +415,25 @@ def _cold_minutes(ledger_file: Path | None) -> float | None:
     return float(arts + (own.iloc[-1] if len(own) else 0.0)) / 60
 
 
+def prepare_artifacts(names: list[str], profile: str, params: dict[str, Any] | None, root: Path,
+                      workers: int) -> None:
+    """With `workers` > 1, make the run-store artifacts the chapters `names` declare (`plan.py`) on
+    that many worker processes first, so the chapters then execute from a warm store. A failed
+    artifact does not stop here: its chapter fails with the same error when it executes."""
+    if workers <= 1 or not names:
+        return
+    from . import plan
+
+    summary = plan.prepare(names, profile, params, workers=workers, root=root)
+    print(f"[book] artifacts prepared on {workers} workers: {summary}", file=sys.stderr, flush=True)
+
+
 def execute_all(profile: str = "default", params: dict[str, Any] | None = None,
-                root: str | Path | None = None, progress: bool = True, fresh: bool = False) -> list[Path]:
+                root: str | Path | None = None, progress: bool = True, fresh: bool = False,
+                workers: int = 1) -> list[Path]:
     """Execute the notebook chapters in toc order (stops at the first failure): every chapter with
     `fresh`, else only those missing or stale in the book for `profile`/`params` (as make does).
+    With `workers` > 1 their artifacts are made on that many workers first (`prepare_artifacts`).
     Returns the executed notebooks."""
     root = Path(root) if root else find_root()
     check_profile(profile)
@@ -434,6 +449,7 @@ def execute_all(profile: str = "default", params: dict[str, Any] | None = None,
             print(f"[book] {c.name}: up to date, not re-executed", file=sys.stderr, flush=True)
         elif c in todo and not fresh:
             print(f"[book] {c.name}: {'; '.join(status[c.name]['stale'])}", file=sys.stderr, flush=True)
+    prepare_artifacts([c.name for c in todo], profile, params, root, workers)
     return [execute_chapter(c.name, profile, params, root, progress) for c in todo]
 
 
@@ -568,13 +584,17 @@ def show_parameters(namespace: dict[str, Any], names: list[str] | None = None,
 
 
 def _run_chapter(args: argparse.Namespace) -> int:
-    return _execute_then_build(args, lambda params: execute_chapter(
-        args.name, args.profile, params, args.root, progress=not args.no_progress))
+    def run(params):
+        root = Path(args.root) if args.root else find_root()
+        prepare_artifacts([get_chapter(args.name, root).name], args.profile, params, root, args.workers)
+        return execute_chapter(args.name, args.profile, params, root, progress=not args.no_progress)
+
+    return _execute_then_build(args, run)
 
 
 def _run_book(args: argparse.Namespace) -> int:
     return _execute_then_build(args, lambda params: execute_all(
-        args.profile, params, args.root, progress=not args.no_progress, fresh=args.fresh))
+        args.profile, params, args.root, progress=not args.no_progress, fresh=args.fresh, workers=args.workers))
 
 
 def _run_site(args: argparse.Namespace) -> int:
@@ -609,6 +629,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-build", action="store_true", help="execute only; do not rebuild the HTML site")
     p.add_argument("--no-progress", action="store_true", help="do not stream the library's progress bars")
     p.add_argument("--root", default=None, help="book root holding _toc.yml (default: found from cwd)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="make the chapters' run-store artifacts on this many worker processes (Dask, one "
+                        "thread each) before executing them; 1 = the notebooks make them as they go "
+                        "(cheaper for the smoke book) (default: %(default)s)")
 
 
 def add_book_commands(subparsers: argparse._SubParsersAction) -> None:
