@@ -162,6 +162,12 @@ class GRPOConfig:
     # token-mean loss, less padding); None = one forward per mini-batch. Numerically equal up to
     # float summation order.
     loss_chunk_tokens: int | None = late(None)
+    # rollout decoder: "fast" = decoder.FastSampler (plain-torch Qwen2 decoder, ~3x the tokens/s
+    # of the transformers forward on the testbed; other models fall back to the transformers
+    # one), "transformers" = sampling.TorchSampler. Not `late`: the fast decoder's samples are
+    # not guaranteed to equal the old sampler's (float rounding can flip a draw), so GRPO runs,
+    # evaluations and gradient analyses cached before it arrived get new keys, never reused.
+    decoder: str = "fast"  # fast | transformers
 
 
 @dataclass
@@ -174,6 +180,7 @@ class EvalConfig:
     max_new_tokens: int = 5120
     batch_prompts: int = 64  # prompts per sampler call
     seed: int = 0
+    decoder: str = "fast"  # fast | transformers: the torch sampler's decoder (see GRPOConfig.decoder)
 
 
 @dataclass
@@ -190,6 +197,7 @@ class GradientConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     lora_seed: int = 42
     seed: int = 0  # which examples are sampled, and the rollouts
+    decoder: str = "fast"  # fast | transformers: the rollouts' decoder (see GRPOConfig.decoder)
 
 
 @dataclass
@@ -338,6 +346,7 @@ def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None
     return cfg
 
 
+DECODERS = ("fast", "transformers")  # grpo/eval/gradients.decoder (decoder.FastSampler | sampling.TorchSampler)
 AUGMENT_KINDS = ("similar", "subproblem")  # what data.augment.kinds may name (world/augment.py)
 AUGMENT_DEFAULTS: dict[str, Any] = {"ids": None, "kinds": list(AUGMENT_KINDS), "n_similar": 5, "seed": 0}
 
@@ -405,6 +414,10 @@ def _check_types(cfg: Config) -> None:
                     if isinstance(x, bool) or not isinstance(x, (int, float)):
                         raise ConfigError(f"{section.name}.{f.name}.{k}: expected a number, got {x!r}")
                 setattr(obj, f.name, {k: float(x) for k, x in v.items()})
+    for section in ("grpo", "eval", "gradients"):
+        value = getattr(cfg, section).decoder
+        if value not in DECODERS:
+            raise ConfigError(f"{section}.decoder: {value!r} is not a decoder; choose one of: {', '.join(DECODERS)}")
     w = cfg.world
     if w.digits and w.p > 10 ** w.digits:  # else numbers from 10**digits up get more digit tokens than the rest
         raise ConfigError(f"world.p={w.p} with world.digits={w.digits}: answers up to {w.p - 1} need "

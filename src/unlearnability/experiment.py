@@ -15,11 +15,11 @@ import torch
 
 from . import ledger, runs
 from .config import Config, ConfigError, config_from_dict, load_config, parse_yaml
+from .decoder import make_sampler as torch_sampler
 from .evaluate import evaluate_policy
 from .grpo import checkpoint_dir, train_grpo
 from .model import default_device, load_model
 from .pretrain import ensure_base_model
-from .sampling import TorchSampler
 from .tasks import load_task
 
 # Bump when the scoring of cached samples changes (reward or step checker), so stale
@@ -115,15 +115,17 @@ def with_eval(cfg: Config, **changes) -> Config:
     return dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, **changes))
 
 
-def make_sampler(kind: str, model_dir: str | Path, tokenizer):
-    """"torch" (CPU, or one GPU when there is one) or "vllm" (GPU; the [gpu] extra)."""
+def make_sampler(kind: str, model_dir: str | Path, tokenizer, decoder: str = "fast"):
+    """"torch" (CPU, or one GPU when there is one) or "vllm" (GPU; the [gpu] extra). `decoder`
+    picks the torch sampler's forward: "fast" (decoder.FastSampler where the model is supported)
+    or "transformers" (sampling.TorchSampler)."""
     if kind == "vllm":
         from .backends.vllm_sampler import VLLMSampler
 
         return VLLMSampler(str(model_dir))
     if kind != "torch":
         raise ValueError(f"sampler={kind!r}: use 'torch' or 'vllm'")
-    return TorchSampler(load_model(model_dir).to(default_device()), tokenizer)
+    return torch_sampler(load_model(model_dir).to(default_device()), tokenizer, decoder)
 
 
 def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text: bool,
@@ -175,7 +177,7 @@ def _evaluate_into(cfg: Config, src: str | Path, folder: Path, out: Path, name: 
         from .tasks import subset
 
         problems = subset(problems, ids, f"evaluation ids ({split} split)") if ids else []
-    samples, table = evaluate_policy(make_sampler(sampler, src, task.tokenizer), task, problems,
+    samples, table = evaluate_policy(make_sampler(sampler, src, task.tokenizer, cfg.eval.decoder), task, problems,
                                      cfg.eval, keep_text)
     folder.mkdir(parents=True, exist_ok=True)
     samples.to_csv(folder / f"{name}-samples.csv.gz", index=False)
@@ -407,7 +409,8 @@ def reference_logliks(study: Study, group_of: pd.Series, step: int = 0, seed: in
     def compute() -> pd.DataFrame:
         task = load_task(cfg, base)
         by_id = task.by_id()
-        samples = rollouts(make_sampler("torch", policy, task.tokenizer), task, [by_id[i] for i in chosen.index],
+        sampler = make_sampler("torch", policy, task.tokenizer, g.decoder)
+        samples = rollouts(sampler, task, [by_id[i] for i in chosen.index],
                            g.rollouts, g.temperature, g.top_p, cfg.eval.max_new_tokens, g.seed,
                            cfg.eval.batch_prompts, keep_text=True, desc="rollouts to score")
         df = rollout_logliks(base, task, samples[samples["reward"] > 0])

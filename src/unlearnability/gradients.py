@@ -24,9 +24,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import GradientConfig
+from .decoder import make_sampler
 from .grpo import Group, pad_groups, token_logprobs
 from .problems import Problem
-from .sampling import SamplingParams, TorchSampler
+from .sampling import SamplingParams
 from .tasks import Task
 
 
@@ -108,7 +109,7 @@ def example_gradients(model_dir: str | Path, task: Task, problems: list[Problem]
     returns (ids kept, gradients (N_kept, D), per-example stats: prompt_id, rollouts, correct, kept)
     """
     model = full_policy(model_dir) if full else lora_policy(model_dir, g)
-    sampler = TorchSampler(model, task.tokenizer)
+    sampler = make_sampler(model, task.tokenizer, g.decoder)  # LoRA deltas merged by the fast decoder
     rng = random.Random(g.seed)
     ids, grads, stats = [], [], []
     for s in tqdm(range(0, len(problems), batch_prompts), desc="gradients", unit="batch", mininterval=2):

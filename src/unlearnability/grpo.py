@@ -17,7 +17,8 @@ One step:
      checkpoint.
 
 Simplifications against verl, all harmless at this scale:
-  - single process; rollouts come from the torch sampler with the policy's current weights;
+  - single process; rollouts come from the torch sampler with the policy's current weights
+    (`decoder.FastSampler`, or `sampling.TorchSampler` with grpo.decoder=transformers);
   - old log-probs are recomputed at the start of every step (as verl does), so groups carried
     over from the previous step are slightly off-policy (as in verl's DAPO recipe);
   - no sequence packing, no micro-batching: each mini-batch is one forward/backward;
@@ -39,8 +40,9 @@ from tqdm.auto import tqdm
 
 from . import history, runs
 from .config import Config, GRPOConfig
+from .decoder import make_sampler
 from .model import autocast, default_device, load_model
-from .sampling import SamplingParams, TorchSampler
+from .sampling import Sampler, SamplingParams
 from .tasks import Task
 from .train.replay import ReplayBuffer, downsample
 
@@ -190,7 +192,7 @@ def _seed(*parts) -> int:
     return random.Random("-".join(map(str, parts))).randrange(2**31)
 
 
-def generate_groups(sampler: TorchSampler, task: Task, ids: list[str], g: GRPOConfig,
+def generate_groups(sampler: Sampler, task: Task, ids: list[str], g: GRPOConfig,
                     seed: int, n: int | None = None) -> list[Group]:
     """One group of `n` (default: the group size) rollouts per prompt id, with rewards."""
     n = n or g.rollouts_per_prompt
@@ -377,7 +379,7 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
             history.truncate_after(run_dir / name, step)
     tok = task.tokenizer
     amp = cfg.model.autocast
-    sampler = TorchSampler(model, tok)
+    sampler = make_sampler(model, tok, g.decoder)  # decoder.FastSampler unless grpo.decoder=transformers
     stream = PromptStream([p.id for p in task.train], g.seed, *stream_state)
     if step == 0 and g.valid_every:
         history.append_rows(run_dir / history.VALIDATION_FILE, validate(sampler, task, cfg, 0),

@@ -44,9 +44,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import GradientConfig
+from ..decoder import make_sampler
 from ..gradients import rollout_gradient
 from ..problems import Problem
-from ..sampling import SamplingParams, TorchSampler
+from ..sampling import SamplingParams
 from ..tasks import Task
 
 COLUMNS = ["prompt_id", "rollouts", "correct", "cos_within", "cos_batch"]
@@ -105,7 +106,7 @@ def interference(model_dir: str | Path, task: Task, problems: list[Problem], g: 
 
     n = g.rollouts if rollouts is None else rollouts
     model = lora_policy(model_dir, g)
-    sampler = TorchSampler(model, task.tokenizer)
+    sampler = make_sampler(model, task.tokenizer, g.decoder)
     rng = random.Random(g.seed)
     rows = []
     for s in tqdm(range(0, len(problems), batch_prompts), desc="interference", unit="batch", mininterval=2):

@@ -63,10 +63,10 @@ from tqdm.auto import tqdm
 
 from .. import history, ledger, runs
 from ..config import Config, ConfigError, EvalConfig
+from ..decoder import make_sampler
 from ..evaluate import rollouts, summarize
 from ..model import autocast, collate, default_device, encode_pair, load_model
 from ..problems import Problem, iter_jsonl
-from ..sampling import TorchSampler
 from ..tasks import Task
 
 EVAL_FILE = "eval.csv"
@@ -304,7 +304,7 @@ def evaluate_examples(model, task: Task, examples: pd.Series, k: int, ev: EvalCo
     """Per-example and per-group pass@1 of `model` on the SFT examples (k samples each)."""
     by_id = task.by_id()
     problems = [by_id[i] for i in examples.index]
-    sampler = TorchSampler(model, task.tokenizer)
+    sampler = make_sampler(model, task.tokenizer, ev.decoder)
     samples = rollouts(sampler, task, problems, k, ev.temperature, ev.top_p, ev.max_new_tokens,
                        ev.seed, ev.batch_prompts, keep_text=False, desc=desc)
     per_ex = summarize(samples)
