@@ -113,7 +113,8 @@ def test_dependencies_are_respected(workers, tmp_path, store, by_value):
     log = tmp_path / "log.txt"
     cores = os.sched_getaffinity(0)
     lines: list[str] = []
-    summary = plan.run(_graph(log), workers, progress=lines.append)
+    # 1.5 s tasks: long beside the dispatch latency of a loaded 2-core machine, so b and c overlap on 2 workers
+    summary = plan.run(_graph(log, sleep=1.5), workers, progress=lines.append)
     assert summary.ok and [t["status"] for t in summary.tasks] == ["done"] * 5
     assert os.sched_getaffinity(0) == cores  # the serial path's one-core pin is undone
     for name in "abcde":  # one line when each task starts (from the worker, on Dask) and one when it ends
