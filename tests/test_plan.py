@@ -187,7 +187,8 @@ def section3_stores(tmp_path_factory, smoke_store):
     out = {}
     for workers in (1, 2):
         store = tmp_path_factory.mktemp(f"plan-w{workers}")
-        shutil.copytree(base, store / "base" / base.name)
+        # the model only: other tests of the session may have evaluated it already (evals/ inside it)
+        shutil.copytree(base, store / "base" / base.name, ignore=shutil.ignore_patterns("evals"))
         start = time.perf_counter()
         summary = plan.prepare([SECTION3], "smoke", PARAMS, workers=workers, store=store, progress=False, root=ROOT)
         summary.raise_for_failures()
