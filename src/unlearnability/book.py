@@ -177,16 +177,11 @@ def save_results(results: dict[str, Any], path: str | Path | None = None) -> dic
     """Called by a chapter: merge its headline numbers (every verdict with its numbers) into its
     results file `book/NAME.json` ($UNLEARN_RESULTS, set by the runner). Outside the runner,
     with no path, nothing is written. Returns the results."""
-    import json
-
-    from .provenance import _plain
+    from .provenance import merge_json
 
     target = path or os.environ.get(RESULTS_ENV)
     if target:
-        target = Path(target)
-        data = json.loads(target.read_text()) if target.is_file() else {}
-        data.update(json.loads(json.dumps(results, default=_plain)))
-        target.write_text(json.dumps(data, indent=1, default=_plain) + "\n")
+        merge_json(target, results)
     return results
 
 

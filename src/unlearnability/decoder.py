@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DECODERS  # "fast" (this decoder) | "transformers" (TorchSampler)
-from .sampling import Completion, SamplingParams, TorchSampler, end_of_turn_ids, sample_next
+from .sampling import Completion, SamplingParams, TorchSampler, completions, sample_next, special_ids
 
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FIRST_CACHE_SLOTS = 256
@@ -488,11 +488,7 @@ class FastSampler:
                              "(or decoder.make_sampler, which falls back to it).")
         self.model = model
         self.tok = tokenizer
-        self.eos_id = eos_id if eos_id is not None else tokenizer.eos_token_id
-        self.pad_id = pad_id if pad_id is not None else tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.eos_id
-        self.stop_ids = {self.eos_id} | end_of_turn_ids(tokenizer)
+        self.eos_id, self.pad_id, self.stop_ids = special_ids(tokenizer, eos_id, pad_id)
         self.batch_size = batch_size
         # tests: f(t, rows (B,), logits (B, V)) -> None, or tokens (B,) to feed instead of the draws;
         # called each step with the live chunk rows in order and their next-token logits
@@ -520,15 +516,7 @@ class FastSampler:
         finished = torch.zeros(B0, dtype=torch.bool)
         if T > 0:
             self._decode(W, prompts, params, gen, device, out_tok, out_lp, finished)
-        lengths = (out_tok >= 0).sum(1).tolist()
-        toks, lps, fin = out_tok.tolist(), out_lp.tolist(), finished.tolist()
-        result = []
-        for i in range(B0):
-            c = Completion(index[i], toks[i][: lengths[i]], lps[i][: lengths[i]], finished=fin[i])
-            if self.tok is not None:
-                c.text = self.tok.decode(c.token_ids, skip_special_tokens=True)
-            result.append(c)
-        return result
+        return completions(out_tok, out_lp, finished, index, self.tok)
 
     def _decode(self, W, prompts, params, gen, device, out_tok, out_lp, finished) -> None:
         B0, T = len(prompts), params.max_new_tokens

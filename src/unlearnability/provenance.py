@@ -116,10 +116,17 @@ def write(notebook: str | Path, results: str | Path, block: dict[str, Any]) -> N
     nb = nbformat.read(str(notebook), as_version=4)
     nb.metadata.setdefault(META_KEY, {})["provenance"] = block
     nbformat.write(nb, str(notebook))
-    results = Path(results)
-    data = json.loads(results.read_text()) if results.is_file() else {}
-    data["provenance"] = {k: v for k, v in block.items() if k != "library"}
-    results.write_text(json.dumps(data, indent=1, sort_keys=False, default=_plain) + "\n")
+    merge_json(results, {"provenance": {k: v for k, v in block.items() if k != "library"}})
+
+
+def merge_json(path: str | Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Update the JSON object in `path` (created if missing) with `data`; numpy / pandas values as
+    plain JSON. Returns the merged object."""
+    path = Path(path)
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged.update(json.loads(json.dumps(data, default=_plain)))
+    path.write_text(json.dumps(merged, indent=1, default=_plain) + "\n")
+    return merged
 
 
 def _plain(value: Any) -> Any:

@@ -75,6 +75,29 @@ def end_of_turn_ids(tokenizer) -> set[int]:
     return {vocab[t] for t in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>") if t in vocab}
 
 
+def special_ids(tokenizer, eos_id: int | None = None, pad_id: int | None = None) -> tuple[int, int, set[int]]:
+    """(eos, pad, stop ids) of a sampler: the given ids or the tokenizer's, pad falling back to eos;
+    a row stops at EOS and at the chat models' end-of-turn tokens."""
+    eos = eos_id if eos_id is not None else tokenizer.eos_token_id
+    pad = pad_id if pad_id is not None else tokenizer.pad_token_id
+    return eos, eos if pad is None else pad, {eos} | end_of_turn_ids(tokenizer)
+
+
+def completions(out_tok: torch.Tensor, out_lp: torch.Tensor, finished: torch.Tensor, index: Sequence[int],
+                tokenizer=None) -> list[Completion]:
+    """One Completion per row of a decoded batch. out_tok: (B, T) token ids, -1 after a row's last
+    token; out_lp: (B, T) their log-probs; finished: (B,) EOS produced; index: each row's prompt index."""
+    lengths = (out_tok >= 0).sum(1).tolist()
+    toks, lps, fin = out_tok.tolist(), out_lp.tolist(), finished.tolist()
+    result = []
+    for i in range(len(index)):
+        c = Completion(index[i], toks[i][: lengths[i]], lps[i][: lengths[i]], finished=fin[i])
+        if tokenizer is not None:
+            c.text = tokenizer.decode(c.token_ids, skip_special_tokens=True)
+        result.append(c)
+    return result
+
+
 class TorchSampler:
     """Batched sampling with a KV cache from a transformers causal LM (CPU or CUDA).
 
@@ -87,12 +110,7 @@ class TorchSampler:
                  batch_size: int = 256, autocast: str = "none"):
         self.model = model
         self.tok = tokenizer
-        self.eos_id = eos_id if eos_id is not None else tokenizer.eos_token_id
-        self.pad_id = pad_id if pad_id is not None else tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.eos_id
-        # stop at EOS and at the chat models' end-of-turn tokens
-        self.stop_ids = {self.eos_id} | end_of_turn_ids(tokenizer)
+        self.eos_id, self.pad_id, self.stop_ids = special_ids(tokenizer, eos_id, pad_id)
         self.batch_size = batch_size
         self.autocast = autocast
 
@@ -148,12 +166,4 @@ class TorchSampler:
                 out = self.model(input_ids=tok.to(device)[:, None], attention_mask=mask,
                                  position_ids=cur[:, None], cache=cache, use_cache=True)
                 cache = out.cache
-        lengths = (out_tok >= 0).sum(1).tolist()
-        toks, lps, fin = out_tok.tolist(), out_lp.tolist(), finished.tolist()
-        result = []
-        for i in range(B):
-            c = Completion(index[i], toks[i][: lengths[i]], lps[i][: lengths[i]], finished=fin[i])
-            if self.tok is not None:
-                c.text = self.tok.decode(c.token_ids, skip_special_tokens=True)
-            result.append(c)
-        return result
+        return completions(out_tok, out_lp, finished, index, self.tok)
