@@ -1,15 +1,22 @@
-"""The testbed's calibration targets (testbed-v2 issue), measured for a preset in one table.
+"""The testbed's calibration targets (testbed-v3 issue), measured for a preset in one table.
 
     python benchmarks/calibration.py --preset default --seeds 1 42 37     # the full protocol
     python benchmarks/calibration.py --quick                              # the fast loop
     python benchmarks/calibration.py --quick --set grpo.lr=1e-4 --set world.styles='{worked: 1}'
+    python benchmarks/calibration.py --train-first 256 --k 128 --set world.p=1000 ...   # a v3 regime
 
 Runs what is missing (cached in the run store: a hypothesis re-run costs nothing) and prints:
 the base model's competence by tier, its sampled vs greedy headroom and style prior; per seed,
 the training-set pass@1 gain (k = eval.k) beside the paired held-out validation change with
 its standard error, the max KL and the relative parameter change per step; the groups after
-the intersection; seed agreement (switch rate and Fleiss' kappa); the style shares of correct
-rollouts before and after; every target met or not.
+the intersection beside the binomial null (analysis/null.py: what the same draws, evaluations and
+rules give if RL changed nothing), with the chance-corrected counts; seed agreement (switch rate,
+agreement above chance, Fleiss' kappa) beside the null; the style shares of correct rollouts
+before and after; every testbed-v3 target met or not (`calibration.targets_v3`).
+
+--k N: evaluate pass@1 with N samples per problem at step 0 and at the last step (the runs are
+unchanged: their hash holds eval.k, so this is not a --set). --train-first N: GRPO trains on the
+first N training problems only (data.train_ids), and those are the ones classified.
 
 --control-seeds 1: also the matched control without the extra styles (its own pretraining).
 
@@ -35,6 +42,10 @@ def main() -> None:
     ap.add_argument("--control-seeds", type=int, nargs="*", default=[],
                     help="also run the matched control with world.styles = {worked: 1} for these seeds "
                          "(pretrains its own base model) and print its validation change")
+    ap.add_argument("--k", type=int, default=None, help="evaluation samples per problem (default: eval.k)")
+    ap.add_argument("--train-first", type=int, default=None, metavar="N",
+                    help="train on (and classify) the first N training problems only")
+    ap.add_argument("--replicates", type=int, default=1000, help="null replicates")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override, e.g. --set grpo.lr=1e-4 (repeatable)")
     args = ap.parse_args()
@@ -43,21 +54,26 @@ def main() -> None:
 
     from unlearnability import experiment, groups
     from unlearnability.analysis import calibration as cal
+    from unlearnability.analysis import null
     from unlearnability.config import parse_set
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 120)
-    st = experiment.baseline_study(args.preset, seeds, parse_set(args.overrides), eval_limit=limit)
+    overrides = parse_set(args.overrides)
+    if args.train_first:
+        overrides.setdefault("data", {})["train_ids"] = [f"train-{i:04d}" for i in range(args.train_first)]
+    st = experiment.baseline_study(args.preset, seeds, overrides, eval_limit=limit, eval_k=args.k)
     cfg = st.cfg
     s = st.initial.set_index("prompt_id").join(st.problems.set_index("prompt_id"))
     s["bucket"] = pd.cut(s["pass@1"], [-1, 0, 0.1, 1], labels=["=0", "(0,0.1]", ">0.1"])
     spread = pd.crosstab(s["tier"], s["bucket"], normalize="index").mul(100).round(1)
     spread["exact%"] = s.groupby("tier")["exact_rate"].mean().mul(100).round(1)
     spread["pass@1"] = s.groupby("tier")["pass@1"].mean().round(3)
-    print(f"\n== base model, preset {args.preset}, {len(s)} problems, k={cfg.eval.k} (% of problems per tier)")
+    print(f"\n== base model, preset {args.preset}, {len(s)} problems, k={args.k or cfg.eval.k} (% of problems per tier)")
     print(spread.to_string())
 
-    init_samples = experiment.read_eval(experiment.evaluate_checkpoint(st.run_dirs[seeds[0]], 0, limit=limit), samples=True)
+    init_samples = experiment.read_eval(experiment.evaluate_checkpoint(st.run_dirs[seeds[0]], 0, k=args.k, limit=limit),
+                                        samples=True)
     greedy = experiment.read_eval(experiment.evaluate_base(experiment.with_eval(cfg, k=1, temperature=0.0), "valid"))["pass@1"].mean()
     v0 = st.validations[seeds[0]]
     sampled = v0[v0.step == 0]["mean_reward"].mean()
@@ -85,7 +101,8 @@ def main() -> None:
                      "max KL": round(log.kl.max(), 4),
                      "rel change/step": f"{log.rel_change.mean():.2e}" if "rel_change" in log else "n/a",
                      "draws/problem": round(draws.mean(), 2)})
-        fs = experiment.read_eval(experiment.evaluate_checkpoint(st.run_dirs[seed], cfg.grpo.steps, limit=limit), samples=True)
+        fs = experiment.read_eval(experiment.evaluate_checkpoint(st.run_dirs[seed], cfg.grpo.steps, k=args.k, limit=limit),
+                                  samples=True)
         if "style" in fs:
             print(f"seed {seed} styles after training (all samples): "
                   + ", ".join(f"{k} {x:.2f}" for k, x in cal.style_shares(fs).iloc[0].items()))
@@ -97,13 +114,17 @@ def main() -> None:
     finals = {x: st.pass1(st.finals[x]) for x in seeds}
     cls = groups.classify(init, finals, st.histories, args.tau)
     chance = groups.classify(init, finals, st.histories, args.tau, p=cfg.world.p)
-    t1 = groups.table1(cls["group"]).assign(chance_corrected=groups.table1(chance["group"])["count"])
-    print(f"\n== groups (intersection over seeds {seeds}, tau {args.tau})")
-    print(t1.to_string())
+    nr = null.null_from_study(st, tau=args.tau, replicates=args.replicates)
+    vs_null = null.compare_groups(cls, st.histories, nr)
+    print(f"\n== groups (intersection over seeds {seeds}, tau {args.tau}) beside the null ({args.replicates} replicates)")
+    print(vs_null[["measured", "measured_text", "null_text", "verdict"]]
+          .assign(chance_corrected=groups.table1(chance["group"])["count"]).to_string())
+    print("\n== seed agreement beside the null")
+    nr_c = null.null_from_study(st, tau=args.tau, replicates=args.replicates, chance_p=cfg.world.p)
+    print(null.compare_agreement(cls, st.histories, nr_c)[["label", "measured_text", "null_text", "verdict"]].to_string())
     sw = cal.seed_switches(cls, st.histories)
     print("\n== switching problems: the labels each gets across seeds")
     print(cal.switch_pairs(cls).to_string())
-    min_group = round(40 * len(s) / 1024) if limit else 40
     if args.control_seeds:
         from unlearnability.history import read_validation
 
@@ -112,8 +133,10 @@ def main() -> None:
             v = cal.paired_change(read_validation(d))
             print(f"control seed {seed}: validation {v['before']:.3f} -> {v['after']:.3f}: "
                   f"{v['change']:+.3f} +- {v['se']:.3f} (n {v['n']})")
-    print("\n== targets" + (f" (power target scaled to {len(s)} problems: {min_group})" if limit else ""))
-    print(cal.targets(val_changes, train_gains, sw, t1["count"], min_group=min_group).to_string())
+    print("\n== testbed-v3 targets")
+    rollouts = {x: groups.training_positives(h)["rollouts"] for x, h in st.histories.items()}
+    print(cal.targets_v3(val_changes, vs_null, groups.table1(chance["group"])["count"],
+                         cal.agreement(cls, st.histories, cfg.world.p), rollouts, 1 / cfg.world.p).to_string())
 
 
 if __name__ == "__main__":

@@ -120,3 +120,27 @@ def test_verdict_and_compare_are_pure():
     assert t.loc["switch_rewarded", "measured_percent"] == pytest.approx(5)
     assert t.loc["learnable", "null_text"] == "20.0 [10.5, 29.5]" and t.loc["kappa", "null_text"] == "0.10 [0.01, 0.20]"
     assert len(N.describe(t)) == 4
+
+
+def test_v3_targets_read_the_null_and_the_regime():
+    from unlearnability.analysis.calibration import agreement, targets_v3
+
+    v = {1: {"before": 0.2, "after": 0.3, "change": 0.1, "se": 0.01, "n": 256},
+         42: {"before": 0.2, "after": 0.22, "change": 0.02, "se": 0.01, "n": 256}}
+    met = {}
+    for learned in (False, True):
+        cls, hist, inputs = world(3, learned=learned)
+        null = N.simulate(**inputs, replicates=300, seed=1)
+        rollouts = {s: G.training_positives(h)["rollouts"] for s, h in hist.items()}
+        t = targets_v3(v, N.compare_groups(cls, hist, null), G.table1(cls["group"])["count"],
+                       agreement(cls, hist), rollouts, guess_floor=1 / 1000)
+        met[learned] = t["met"].to_dict()
+    for m in met.values():
+        assert m["validation rises >= 0.05 (seed 1)"] and not m["validation rises >= 0.05 (seed 42)"]
+        # 3-4 draws of 8: about 27 rollouts per problem, far below the regime's 60
+        assert not m["training rollouts per problem >= 60 at the 10th percentile (seed 1)"]
+        assert m["guess floor <= 0.2%"]
+    # nothing changes: the learnable group is inside its null; every hard problem learned: above it
+    assert not met[False]["learnable >= 8% and above its null's 97.5th percentile"]
+    assert met[True]["learnable >= 8% and above its null's 97.5th percentile"]
+    assert not met[True]["unlearnable >= 8% and above its null's 97.5th percentile"]

@@ -69,10 +69,23 @@ def color_scale(values: Sequence[str] | None = None) -> alt.Scale:
     return alt.Scale(domain=values, range=colors)
 
 
-def _title(title: str | None, subtitle: str | None) -> alt.TitleParams | str:
-    if subtitle:
-        return alt.TitleParams(title or "", subtitle=[subtitle])
-    return title or ""
+TITLE_CHARS = 80  # a title line at 14 px: about 560 px, inside the 740 px content column
+SUBTITLE_CHARS = 100  # a subtitle line at 11 px
+
+
+def title(text: str, subtitle: str | Sequence[str] | None = None) -> alt.TitleParams:
+    """A chart title (and subtitle lines) wrapped to fit the book's content column: Vega-Lite
+    never wraps a title, and a long one widens the chart past the page."""
+    import textwrap
+
+    lines = textwrap.wrap(text, TITLE_CHARS) or [""]
+    subs = [subtitle] if isinstance(subtitle, str) else list(subtitle or [])
+    sub_lines = [w for s in subs for w in (textwrap.wrap(s, SUBTITLE_CHARS) or [""])]
+    return alt.TitleParams(lines if len(lines) > 1 else lines[0], **({"subtitle": sub_lines} if sub_lines else {}))
+
+
+def _title(text: str | None, subtitle: str | None) -> alt.TitleParams | str:
+    return title(text or "", subtitle) if (text or subtitle) else ""
 
 
 def line_by_group(df: pd.DataFrame, x: str, y: str, color: str, detail: str | None = "seed", *,
@@ -132,3 +145,17 @@ def bar_table(df: pd.DataFrame, category: str, value: str, color: str | None = N
     if color:  # text takes the bar's offset but not its colour
         text = text.encode(color=alt.value("#333333"))
     return alt.layer(bars, text).properties(title=_title(title, subtitle), width=width)
+
+
+def format_table(df: pd.DataFrame, formats: dict[str, str] | None = None, default: str = "{:.3f}",
+                 missing: str = "–") -> pd.DataFrame:
+    """A table of numbers as the book prints it: each column in its format (`formats`, by column
+    name; else `default`), missing values as `missing`. Returns strings, so the result can be
+    transposed (a long row of columns read as a narrow table) without losing the formats."""
+    formats = formats or {}
+
+    def fmt(col: pd.Series) -> pd.Series:
+        f = formats.get(col.name, default)
+        return col.map(lambda v: missing if pd.isna(v) else f.format(v))
+
+    return df.apply(fmt)

@@ -418,10 +418,125 @@ def _check_types(cfg: Config) -> None:
         value = getattr(cfg, section).decoder
         if value not in DECODERS:
             raise ConfigError(f"{section}.decoder: {value!r} is not a decoder; choose one of: {', '.join(DECODERS)}")
+    _check_ranges(cfg)
     w = cfg.world
     if w.digits and w.p > 10 ** w.digits:  # else numbers from 10**digits up get more digit tokens than the rest
         raise ConfigError(f"world.p={w.p} with world.digits={w.digits}: answers up to {w.p - 1} need "
                           f"world.digits >= {len(str(w.p - 1))} (or world.p <= {10 ** w.digits})")
+
+
+def small_set_batch(n: int, grpo: GRPOConfig) -> dict[str, int]:
+    """GRPO batch sizes for a run on `n` training problems: at most one epoch a step
+    (prompts_per_step = min(n, grpo.prompts_per_step)) and the largest mini-batch up to
+    grpo.mini_batch_prompts that divides it, so every optimizer update has the same size."""
+    prompts = min(n, grpo.prompts_per_step)
+    mini = max(m for m in range(1, min(prompts, grpo.mini_batch_prompts) + 1) if prompts % m == 0)
+    return {"prompts_per_step": prompts, "mini_batch_prompts": mini}
+
+
+# ----------------------------------------------------------------------------- semantic checks
+# One row per field with a range or a set of names: (key, test, what is allowed). Checked at load,
+# before any work starts, so `--set grpo.rollouts_per_prompt=0` is an error that names the key
+# instead of a ZeroDivisionError an hour later.
+# A rule is (test, what is allowed, a value it refuses: the table-driven test tries each).
+def _at_least(n):
+    return (lambda v: v >= n), f">= {n}", n - 1
+
+
+def _above(n):
+    return (lambda v: v > n), f"> {n}", n
+
+
+def _within(lo, hi, lo_open=False):
+    return ((lambda v: (lo < v if lo_open else lo <= v) and v <= hi),
+            f"in {'(' if lo_open else '['}{lo}, {hi}]", hi + 1)
+
+
+def _optional(rule):
+    test, what, bad = rule
+    return (lambda v: v is None or test(v)), f"null or {what}", bad
+
+
+def _one_of(*names):
+    return (lambda v: v in names), "one of: " + ", ".join(map(str, names)), "no-such-name"
+
+
+KL_ESTIMATORS = ("k3", "k1")  # grpo.kl_penalty
+LOSS_AGGREGATIONS = ("token-mean",)  # the only aggregation grpo.train_step implements
+SOURCES = ("testbed", "math", "deepscaler")  # mathdata.load_data
+AUTOCAST = ("none", "bfloat16")  # model.autocast
+
+RULES: list[tuple[str, tuple]] = [
+    ("world.p", _at_least(2)), ("world.digits", _at_least(0)), ("world.n_vars", _within(2, 26)),
+    ("world.const_max", _at_least(2)), ("world.distractors_max", _at_least(0)),
+    ("world.chain_bias", _within(0, 1)), ("world.n_train", _at_least(1)), ("world.n_valid", _at_least(1)),
+    ("model.hidden_size", _at_least(1)), ("model.num_hidden_layers", _at_least(1)),
+    ("model.num_attention_heads", _at_least(1)), ("model.num_key_value_heads", _at_least(1)),
+    ("model.intermediate_size", _at_least(1)), ("model.max_position_embeddings", _at_least(8)),
+    ("model.autocast", _one_of(*AUTOCAST)),
+    ("pretrain.tokens", _at_least(1)), ("pretrain.batch_size", _at_least(1)), ("pretrain.lr", _above(0)),
+    ("pretrain.min_lr_ratio", _within(0, 1)), ("pretrain.warmup_steps", _at_least(0)),
+    ("pretrain.weight_decay", _at_least(0)), ("pretrain.grad_clip", _above(0)), ("pretrain.log_every", _at_least(1)),
+    ("pretrain.anneal_tokens", _optional(_at_least(1))),
+    ("data.source", _one_of(*SOURCES)), ("data.limit", _optional(_at_least(1))),
+    ("grpo.steps", _at_least(1)), ("grpo.prompts_per_step", _at_least(1)),
+    ("grpo.rollouts_per_prompt", _at_least(2)),  # a group of one has no advantage (r - mean = 0)
+    ("grpo.mini_batch_prompts", _at_least(1)), ("grpo.ppo_epochs", _at_least(1)), ("grpo.lr", _above(0)),
+    ("grpo.weight_decay", _at_least(0)), ("grpo.eps_low", _within(0, 1)), ("grpo.eps_high", _at_least(0)),
+    ("grpo.clip_ratio_c", _above(1)),  # verl asserts c > 1: the dual clip must sit above the ratio clip
+    ("grpo.kl_coef", _at_least(0)), ("grpo.kl_estimator", _one_of(*KL_ESTIMATORS)),
+    ("grpo.entropy_coef", _at_least(0)), ("grpo.grad_clip", _above(0)), ("grpo.adv_eps", _above(0)),
+    ("grpo.loss_agg", _one_of(*LOSS_AGGREGATIONS)), ("grpo.max_gen_batches", _at_least(1)),
+    ("grpo.temperature", _above(0)), ("grpo.top_p", _within(0, 1, lo_open=True)),
+    ("grpo.max_new_tokens", _at_least(1)), ("grpo.valid_every", _at_least(0)), ("grpo.valid_k", _at_least(1)),
+    ("grpo.checkpoint_every", _at_least(0)), ("grpo.oversample_n", _at_least(0)), ("grpo.n_pos", _at_least(0)),
+    ("grpo.replay_capacity", _at_least(0)), ("grpo.max_replay", _at_least(0)),
+    ("grpo.loss_chunk_tokens", _optional(_at_least(1))),
+    ("eval.k", _at_least(1)), ("eval.temperature", _at_least(0)),  # 0 = greedy
+    ("eval.top_p", _within(0, 1, lo_open=True)), ("eval.max_new_tokens", _at_least(1)),
+    ("eval.batch_prompts", _at_least(1)),
+    ("gradients.per_group", _at_least(1)), ("gradients.rollouts", _at_least(1)),
+    ("gradients.temperature", _above(0)), ("gradients.top_p", _within(0, 1, lo_open=True)),
+    ("gradients.max_correct", _at_least(1)), ("gradients.lora_r", _at_least(1)), ("gradients.lora_alpha", _above(0)),
+    ("midtrain.tokens", _optional(_at_least(1))), ("midtrain.lr", _above(0)), ("midtrain.warmup_steps", _at_least(0)),
+]
+
+
+def _check_ranges(cfg: Config) -> None:
+    """RULES, then the checks that relate two fields; a ConfigError names the key and what is allowed."""
+    for key, (test, what, _) in RULES:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not test(value):
+            raise ConfigError(f"{key}={value!r}: must be {what}")
+    g, m, w = cfg.grpo, cfg.model, cfg.world
+    if g.prompts_per_step % g.mini_batch_prompts:
+        raise ConfigError(f"grpo.mini_batch_prompts={g.mini_batch_prompts}: must divide grpo.prompts_per_step="
+                          f"{g.prompts_per_step} (every optimizer update the same size)")
+    if g.oversample_n and g.oversample_n < g.rollouts_per_prompt:
+        raise ConfigError(f"grpo.oversample_n={g.oversample_n}: must be 0 (off) or >= grpo.rollouts_per_prompt="
+                          f"{g.rollouts_per_prompt} (it downsamples to the group)")
+    if g.n_pos > g.rollouts_per_prompt:
+        raise ConfigError(f"grpo.n_pos={g.n_pos}: must be <= grpo.rollouts_per_prompt={g.rollouts_per_prompt}")
+    if m.hub_id is None and m.hidden_size % m.num_attention_heads:
+        raise ConfigError(f"model.num_attention_heads={m.num_attention_heads}: must divide model.hidden_size={m.hidden_size}")
+    if m.hub_id is None and m.num_attention_heads % m.num_key_value_heads:
+        raise ConfigError(f"model.num_key_value_heads={m.num_key_value_heads}: must divide "
+                          f"model.num_attention_heads={m.num_attention_heads}")
+    for key in ("coverage", "task_mix"):
+        shares = getattr(w, key)
+        unknown = sorted(set(shares) - set(w.skills))
+        if unknown:
+            raise ConfigError(f"world.{key}: unknown skill {unknown[0]!r}; world.skills: {', '.join(w.skills)}")
+        if any(v < 0 for v in shares.values()):
+            raise ConfigError(f"world.{key}: shares must be >= 0, got {shares}")
+    if not any(v > 0 for v in w.task_mix.values()):
+        raise ConfigError(f"world.task_mix: at least one skill needs a share > 0, got {w.task_mix}")
+    if not w.tiers or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in w.tiers):
+        raise ConfigError(f"world.tiers: expected a non-empty list of integers >= 1, got {w.tiers!r}")
+    for key, shares in (("world.styles", w.styles), ("pretrain.anneal_styles", cfg.pretrain.anneal_styles)):
+        if shares is not None and (not shares or any(v < 0 for v in shares.values()) or not sum(shares.values()) > 0):
+            raise ConfigError(f"{key}: expected {{style: share}} with shares >= 0 and a positive total, got {shares}")
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from . import ledger, runs
-from .config import Config, ConfigError, config_from_dict, load_config, parse_yaml
+from .config import Config, ConfigError, config_from_dict, load_config, parse_yaml, small_set_batch
 from .decoder import make_sampler as torch_sampler
 from .evaluate import evaluate_policy
 from .grpo import checkpoint_dir, train_grpo
@@ -265,15 +265,16 @@ def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None =
 
 
 def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,
-                   eval_limit: int | None = None) -> Study:
+                   eval_limit: int | None = None, eval_k: int | None = None) -> Study:
     """Run (or reuse) one GRPO run per seed, then evaluate pass@k at step 0 and at the last step
-    (`eval_limit`: on the first N training problems only; `problems` is cut to match)."""
+    (`eval_limit`: on the first N training problems only; `problems` is cut to match; `eval_k`:
+    samples per problem instead of `eval.k`, without changing the runs, whose hash holds `eval`)."""
     from .history import read_history, read_validation
 
     run_dirs = seed_runs(profile, seeds, overrides)
     cfg = load_run_config(run_dirs[seeds[0]])
-    finals = {s: read_eval(evaluate_checkpoint(d, cfg.grpo.steps, limit=eval_limit)) for s, d in run_dirs.items()}
-    initial = read_eval(evaluate_checkpoint(run_dirs[seeds[0]], 0, limit=eval_limit))
+    finals = {s: read_eval(evaluate_checkpoint(d, cfg.grpo.steps, k=eval_k, limit=eval_limit)) for s, d in run_dirs.items()}
+    initial = read_eval(evaluate_checkpoint(run_dirs[seeds[0]], 0, k=eval_k, limit=eval_limit))
     task = load_task(cfg, ensure_base_model(cfg))
     return Study(
         cfg=cfg, seeds=list(seeds), run_dirs=run_dirs, problems=problem_table(task.train[:eval_limit]),
@@ -488,7 +489,6 @@ def curriculum(profile: str, overrides: dict | None, group_of: pd.Series, seed: 
     stage2 = run_grpo(load_config(profile, merge_overrides(overrides, {
         "data": {"train_ids": unl + mixed},
         "grpo": {"seed": seed, "steps": s2, "checkpoint_every": every, "init_from": str(checkpoint_dir(stage1, s1)),
-                 "prompts_per_step": min(n2, cfg.grpo.prompts_per_step),
-                 "mini_batch_prompts": min(n2, cfg.grpo.mini_batch_prompts)}})))
+                 **small_set_batch(n2, cfg.grpo)}})))
     return Curriculum(stage1, stage2, unl, mixed)
 

@@ -377,6 +377,7 @@ def call_sft(profile: str, overrides: dict | None, seeds: list[int], tau: float,
 def call_big_run(profile: str, overrides: dict | None, seeds: list[int], tau: float, seed: int, big_group: int,
                  big_group_steps: int) -> str | None:
     """§4 'Figure 15b': the run with big groups on the unlearnable examples alone (none when there are none)."""
+    from .config import small_set_batch
     from .experiment import variant_runs
 
     study, _ = study_groups(profile, overrides, seeds, tau)
@@ -386,8 +387,7 @@ def call_big_run(profile: str, overrides: dict | None, seeds: list[int], tau: fl
         return None
     return str(variant_runs(profile, [seed], overrides, {
         "data": {"train_ids": target},
-        "grpo": {"rollouts_per_prompt": big_group, "prompts_per_step": min(len(target), cfg.grpo.prompts_per_step),
-                 "mini_batch_prompts": min(len(target), cfg.grpo.mini_batch_prompts), "steps": big_group_steps,
+        "grpo": {"rollouts_per_prompt": big_group, **small_set_batch(len(target), cfg.grpo), "steps": big_group_steps,
                  "max_gen_batches": 1, "valid_every": 0, "checkpoint_every": big_group_steps}})[seed])
 
 

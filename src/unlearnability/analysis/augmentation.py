@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import AUGMENT_DEFAULTS, AUGMENT_KINDS, check_augment, load_config
+from ..config import AUGMENT_DEFAULTS, AUGMENT_KINDS, check_augment, load_config, small_set_batch
 from ..problems import Problem
 from ..world.augment import augmentation_kind, augmentations
 
@@ -71,7 +71,7 @@ def augmentation_runs(profile: str, seeds: list[int], overrides: dict | None, id
         cfg = load_config(profile, merge_overrides(overrides, changes))
         n = len(load_task(cfg, ensure_base_model(cfg)).train)
         if n < cfg.grpo.prompts_per_step:  # a small set: one epoch per step at most
-            changes["grpo"] = {"prompts_per_step": n, "mini_batch_prompts": min(n, cfg.grpo.mini_batch_prompts)}
+            changes["grpo"] = small_set_batch(n, cfg.grpo)
         out[comp] = variant_runs(profile, seeds, overrides, changes)
     return out
 

@@ -162,27 +162,46 @@ def style_shares(samples: pd.DataFrame, by: str | None = None, correct_only: boo
     return pd.crosstab(key, s["style"], normalize="index")
 
 
-def targets(val_changes: dict[int, dict], train_gains: dict[int, float], switches: dict,
-            group_counts: pd.Series, min_rise: float = 0.05, min_share: float = 0.4,
-            max_switch: float = 0.3, min_group: int = 40) -> pd.DataFrame:
-    """The testbed-v2 issue's targets, each with what was measured and whether it was met.
+def targets_v3(val_changes: dict[int, dict], groups_vs_null: pd.DataFrame, chance_counts: pd.Series,
+               agreement_above_chance: dict, rollouts: dict[int, pd.Series], guess_floor: float,
+               min_rise: float = 0.05, min_share: float = 8.0, min_chance_share: float = 5.0,
+               min_agreement: float = 0.7, min_kappa: float = 0.4, max_no_reward: float = 50.0,
+               min_rollouts: int = 60, max_floor: float = 0.002) -> pd.DataFrame:
+    """The testbed-v3 issue's targets, each with what was measured and whether it was met.
 
-    val_changes: {seed: paired_change(...)}; train_gains: {seed: training-set pass@1 change};
-    switches: seed_switches(...); group_counts: problems per group after the intersection.
+    val_changes: {seed: paired_change(...)}; groups_vs_null: `null.compare_groups(...)` (counts,
+    percents of the classified problems, the null's 95% interval in percent); chance_counts:
+    problems per group under the chance-corrected rules (`groups.classify(..., p=...)`);
+    agreement_above_chance: `agreement(classified, histories, p)`; rollouts: {seed: training
+    rollouts per problem}; guess_floor: chance of a right guess (1 / p).
+    Shares are percents of the classified problems. A group "above its null" means above the
+    null's 97.5th percentile (the upper end of its 95% interval).
     """
+    g = groups_vs_null
+    n = float(g.loc["easy", "measured"] / g.loc["easy", "measured_percent"] * 100) if g.loc["easy", "measured_percent"] else float("nan")
     rows = []
     for s, v in val_changes.items():
-        gain = train_gains.get(s, float("nan"))
         rows.append((f"validation rises >= {min_rise} (seed {s})",
                      f"{v['before']:.3f} -> {v['after']:.3f}: {v['change']:+.3f} +- {v['se']:.3f} (n {v['n']})",
-                     v["change"] >= min_rise))
-        share = v["change"] / gain if gain and gain > 0 else float("nan")
-        rows.append((f"validation gain >= {min_share:.0%} of training gain (seed {s})",
-                     f"{v['change']:+.3f} / {gain:+.3f} = {share:.2f}", bool(share >= min_share)))
-    rows.append((f"seeds switch label <= {max_switch:.0%} (non-easy, with a positive)",
-                 f"{100 * switches['switch']:.1f}% of {switches['problems']}; Fleiss kappa {switches['kappa']:.2f}",
-                 bool(switches["switch"] <= max_switch)))
-    for g in ("learnable", "unlearnable"):
-        n = int(group_counts.get(g, 0))
-        rows.append((f"{g} >= {min_group} problems", str(n), n >= min_group))
+                     bool(v["change"] >= min_rise)))
+    for s, r in rollouts.items():
+        p10 = float(r.quantile(0.1)) if len(r) else 0.0
+        rows.append((f"training rollouts per problem >= {min_rollouts} at the 10th percentile (seed {s})",
+                     f"p10 {p10:.0f}, median {float(r.median()) if len(r) else 0:.0f}", bool(p10 >= min_rollouts)))
+    rows.append((f"guess floor <= {max_floor:.1%}", f"{guess_floor:.2%}", bool(guess_floor <= max_floor)))
+    for grp in ("unlearnable", "learnable"):
+        r = g.loc[grp]
+        rows.append((f"{grp} >= {min_share:g}% and above its null's 97.5th percentile",
+                     f"{r['measured_percent']:.1f}% ({int(r['measured'])}); null {r['null_text']}",
+                     bool(r["measured_percent"] >= min_share and r["measured_percent"] > r["null_hi_percent"])))
+    cu = int(chance_counts.get("unlearnable", 0))
+    rows.append((f"unlearnable >= {min_chance_share:g}% after the chance correction",
+                 f"{100 * cu / n:.1f}% ({cu})", bool(100 * cu / n >= min_chance_share)))
+    a = agreement_above_chance
+    rows.append((f"one label in every seed >= {min_agreement:.0%} (non-easy, positives above chance in some seed)",
+                 f"{100 * a['agreement']:.1f}% of {a['problems']}", bool(a["agreement"] >= min_agreement)))
+    rows.append((f"Fleiss kappa >= {min_kappa} (the same problems)", f"{a['kappa']:.2f}", bool(a["kappa"] >= min_kappa)))
+    nr = g.loc["no_reward_union"] if "no_reward_union" in g.index else g.loc["no_reward"]
+    rows.append((f"no reward (union over seeds) <= {max_no_reward:g}%", f"{nr['measured_percent']:.1f}% ({int(nr['measured'])})",
+                 bool(nr["measured_percent"] <= max_no_reward)))
     return pd.DataFrame(rows, columns=["target", "measured", "met"]).set_index("target")

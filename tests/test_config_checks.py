@@ -1,0 +1,68 @@
+"""Semantic checks at load (config.RULES and the cross-field checks): every out-of-range value is
+refused before any work starts, with an error that names the key and what is allowed."""
+
+import pytest
+
+from unlearnability.config import RULES, ConfigError, load_config
+
+
+def override(key: str, value) -> dict:
+    section, name = key.split(".")
+    return {section: {name: value}}
+
+
+@pytest.mark.parametrize("key,rule", RULES, ids=[k for k, _ in RULES])
+def test_every_ranged_field_refuses_its_out_of_range_value(key, rule):
+    _, what, bad = rule
+    with pytest.raises(ConfigError) as e:
+        load_config("default", override(key, bad))
+    assert str(e.value).startswith(f"{key}=") and what in str(e.value)
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("grpo.rollouts_per_prompt", 0, ">= 2"),  # the issue's five: each was accepted, or a ZeroDivisionError
+    ("grpo.steps", -3, ">= 1"),
+    ("grpo.temperature", -1, "> 0"),
+    ("grpo.top_p", 2, "(0, 1]"),
+    ("grpo.mini_batch_prompts", 3, "must divide grpo.prompts_per_step=32"),
+    ("grpo.oversample_n", 4, "downsamples to the group"),
+    ("grpo.n_pos", 9, "<= grpo.rollouts_per_prompt=8"),
+    ("model.num_attention_heads", 3, "must divide model.hidden_size=128"),
+    ("model.num_key_value_heads", 3, "must divide model.num_attention_heads=4"),
+    ("world.coverage", {"div": 1.0}, "unknown skill 'div'"),
+    ("world.task_mix", {"add": 0.0}, "at least one skill"),
+    ("world.tiers", [0, 1], "integers >= 1"),
+    ("world.styles", {"worked": 0.0}, "positive total"),
+])
+def test_the_issues_values_and_the_cross_field_checks(key, value, words):
+    over = override(key, value)
+    if key == "world.task_mix":  # every other skill off too
+        over = {"world": {"task_mix": {s: 0.0 for s in load_config("default").world.skills}}}
+    with pytest.raises(ConfigError, match=None) as e:
+        load_config("default", over)
+    assert key.split(".")[1] in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_every_preset_passes_the_checks():
+    from unlearnability.config import preset_names
+
+    for name in preset_names():
+        load_config(name)
+
+
+def test_boundary_values_are_accepted():
+    cfg = load_config("default", {"grpo": {"rollouts_per_prompt": 2, "mini_batch_prompts": 32, "top_p": 1.0,
+                                           "kl_coef": 0.0, "valid_every": 0},
+                                  "eval": {"temperature": 0.0}, "world": {"chain_bias": 1.0}})
+    assert cfg.grpo.rollouts_per_prompt == 2 and cfg.eval.temperature == 0.0
+
+
+@pytest.mark.parametrize("n,expected", [(3, (3, 3)), (8, (8, 8)), (10, (10, 5)), (12, (12, 6)), (13, (13, 1)),
+                                        (32, (32, 8)), (500, (32, 8))])
+def test_small_set_batch_keeps_one_epoch_a_step_and_equal_updates(n, expected):
+    from unlearnability.config import small_set_batch
+
+    g = load_config("default").grpo  # 32 prompts a step, mini-batches of 8
+    got = small_set_batch(n, g)
+    assert (got["prompts_per_step"], got["mini_batch_prompts"]) == expected
+    load_config("default", {"grpo": got})  # and the checks accept it
