@@ -155,3 +155,15 @@ def test_simulate_rates_from_known_rates():
     spread = N.simulate_rates(rates, 32, roll, fin, concentration=5, replicates=20, seed=3)
     assert spread.draws["easy"].mean() > out.draws["easy"].mean()
     assert list(spread.draws.columns) == N.QUANTITIES and spread.problems == n
+
+
+def test_membership_counts_groups_by_knob_with_row_percents():
+    from unlearnability.groups import membership
+
+    t = pd.DataFrame({"tier": [1, 1, 1, 2], "coupled_skill": ["mul_c", "", "", "mul_c"],
+                      "group": ["easy", "learnable", "learnable", "no_reward"]})
+    m = membership(t, "tier")
+    assert list(m.columns) == ["easy", "learnable", "no_reward"]  # GROUPS order
+    assert m.loc[1, "learnable"] == "2 (67%)" and m.loc[2, "no_reward"] == "1 (100%)" and m.loc[2, "easy"] == "0 (0%)"
+    assert membership(t, "coupled_skill").loc["none", "learnable"] == "2 (100%)"
+    assert membership(t, "level") is None

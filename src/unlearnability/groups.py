@@ -252,3 +252,17 @@ def per_example_table(study, classified: pd.DataFrame) -> pd.DataFrame:
         out[f"label_{s}"] = cls[f"seed_{s}"].to_numpy(object)
     out["group"] = cls["group"].to_numpy(object)
     return out
+
+
+def membership(table: pd.DataFrame, knob: str) -> pd.DataFrame | None:
+    """Groups against one of the world's knobs (tier, coverage, distractors, depth, coupled_skill,
+    level ...): problems per knob value (rows) and group (columns, in GROUPS order), each cell
+    "count (row percent%)". table: one row per problem with a `group` column and the knob
+    (e.g. `per_example_table`); None when the table has no such knob."""
+    if knob not in table:
+        return None
+    values = table[knob].replace("", "none").fillna("none")  # e.g. coupled_skill "" = needs no coupled skill
+    ct = pd.crosstab(values, table["group"])
+    ct = ct.reindex(columns=[g for g in GROUPS if g in ct.columns], fill_value=0)
+    pct = ct.div(ct.sum(axis=1), axis=0) * 100
+    return ct.astype(str) + " (" + pct.round(0).astype(int).astype(str) + "%)"
