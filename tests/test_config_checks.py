@@ -66,3 +66,32 @@ def test_small_set_batch_keeps_one_epoch_a_step_and_equal_updates(n, expected):
     got = small_set_batch(n, g)
     assert (got["prompts_per_step"], got["mini_batch_prompts"]) == expected
     load_config("default", {"grpo": got})  # and the checks accept it
+
+
+def test_every_field_has_help_text_from_its_comment():
+    import dataclasses
+
+    from unlearnability.config import Config, field_help
+
+    cfg = Config()
+    keys = []
+    for sec in dataclasses.fields(Config):
+        obj = getattr(cfg, sec.name)
+        keys += [f"{sec.name}.{f.name}" for f in dataclasses.fields(obj)] if dataclasses.is_dataclass(obj) else []
+        assert field_help(sec.name), sec.name
+    assert len(keys) > 100
+    missing = [k for k in keys if not field_help(k)]
+    assert not missing, f"fields without a comment (their help text): {missing}"
+    assert "nucleus" in field_help("grpo.top_p") and "1/p" in field_help("world.p")
+    with pytest.raises(ConfigError, match="unknown config key 'grpo.nope'"):
+        field_help("grpo.nope")
+
+
+def test_a_range_error_quotes_the_fields_help_and_unlearn_config_prints_it(capsys):
+    from unlearnability import cli
+
+    with pytest.raises(ConfigError, match=r"grpo.top_p=2.0: must be in \(0, 1\] \(grpo.top_p: nucleus sampling"):
+        load_config("default", {"grpo": {"top_p": 2}})
+    assert cli.main(["config", "--preset", "smoke", "grpo.steps", "eval"]) == 0
+    out = capsys.readouterr().out
+    assert "grpo.steps = 4\n    # training steps" in out and "eval.k = 4\n" in out and "# eval: pass@k evaluation" in out

@@ -6,6 +6,7 @@
     unlearn groups --preset default --out groups.csv [--seeds 1 42 37] [--tau 0.1]
     unlearn sft --preset default --groups groups.csv [--responses FILE] [--set sft.epochs=5 ...]
     unlearn presets
+    unlearn config [--preset default] [grpo | grpo.top_p ...]        (every field, its value and its help)
     unlearn augment --problems FILE.jsonl --out DIR --base-url URL --model NAME [--check-model NAME]
     unlearn judge --samples FILE --problems FILE.jsonl --out CSV --base-url URL --model NAME
     unlearn screen --preset default --out screen.csv [--split train] [--threshold 0.5] [--groups CSV]
@@ -20,7 +21,7 @@ import argparse
 import sys
 
 from . import runs
-from .config import load_config, parse_set, preset_names
+from .config import field_help, load_config, parse_set, preset_names
 
 
 def _preset_args(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,27 @@ def cmd_presets(args) -> int:
     for name in preset_names():
         cfg = load_config(name)
         print(f"{name:28s} {cfg.notes.splitlines()[0] if cfg.notes else ''}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    """The resolved config, one `key = value  # help` line per field (only the sections or keys asked for)."""
+    import dataclasses
+    import textwrap
+
+    cfg = load_config(args.preset, parse_set(args.overrides))
+    wanted = args.keys or [f.name for f in dataclasses.fields(cfg) if f.name not in ("name", "notes")]
+    for want in wanted:
+        section, _, name = want.partition(".")
+        field_help(want)  # an unknown section or key: a ConfigError naming it
+        obj = getattr(cfg, section)
+        names = [name] if name else [f.name for f in dataclasses.fields(obj)]
+        if not name:
+            print(f"# {section}: {field_help(section)}")
+        for n in names:
+            print(f"{section}.{n} = {getattr(obj, n)!r}")
+            for line in textwrap.wrap(field_help(f"{section}.{n}"), 96):
+                print(f"    # {line}")
     return 0
 
 
@@ -189,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the presets")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("config", help="print the resolved config with each field's help (e.g. unlearn config grpo.top_p eval)")
+    _preset_args(p)
+    p.add_argument("keys", nargs="*", help="sections (grpo) or keys (grpo.top_p); default: every section")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("pretrain", help="pretrain (or reuse) the preset's base model; prints its folder")
     _preset_args(p)

@@ -41,6 +41,7 @@ class WorldConfig:
     p: int = 101  # modulus: answers live in 0..p-1, so a blind guess is right with chance 1/p
     digits: int = 0  # tokens per number: 0 = one token per number, k = k decimal digits (needs p <= 10**k)
     n_vars: int = 26  # size of the variable-name alphabet
+    # the operators of the world (world/generator.py SKILLS): x + c, x - c, x + y, x - y, c * x, x * y
     skills: list[str] = field(default_factory=lambda: ["add_c", "sub_c", "add", "sub", "mul_c", "mul"])
     # how often each skill's worked solutions appear in pretraining (relative weights; 0 = held out)
     coverage: dict[str, float] = field(default_factory=lambda: {
@@ -60,8 +61,8 @@ class WorldConfig:
     tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # difficulty tier = ops on the query's path
     distractors_max: int = 2  # distractor statements (not needed for the answer): 0..distractors_max
     chain_bias: float = 0.6  # probability that an op's first operand is the previous node (deeper graphs)
-    n_train: int = 384
-    n_valid: int = 128
+    n_train: int = 384  # training problems (GRPO trains on them; Table 1 classifies them)
+    n_valid: int = 128  # held-out validation problems
     seed: int = 0  # world seed: train / validation / pretraining problems all derive from it
 
 
@@ -70,13 +71,13 @@ class ModelConfig:
     """The policy: a tiny Qwen2 from scratch (testbed) or a hub model by id (paper scale)."""
 
     hub_id: str | None = None  # e.g. "Qwen/Qwen2.5-0.5B"; None = the testbed's own tiny model
-    hidden_size: int = 128
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 256
-    init_seed: int = 0
+    hidden_size: int = 128  # width of the tiny Qwen2 (testbed only)
+    num_hidden_layers: int = 4  # transformer blocks
+    num_attention_heads: int = 4  # must divide hidden_size
+    num_key_value_heads: int = 4  # grouped-query attention: must divide num_attention_heads
+    intermediate_size: int = 512  # MLP width
+    max_position_embeddings: int = 256  # longest prompt + response in tokens
+    init_seed: int = 0  # seed of the random initialisation
     dtype: str = "float32"  # parameters are kept in fp32 on CPU; see `autocast`
     # CPU autocast dtype for training forward passes ("none" = fp32). bf16 is ~15x slower than fp32
     # on CPUs without native bf16 (measured on an AVX2 AMD EPYC), and fp32 gives the same numbers
@@ -90,13 +91,13 @@ class PretrainConfig:
 
     tokens: int = 8_000_000  # solution tokens to train on
     batch_size: int = 64  # sequences per optimizer step
-    lr: float = 3e-3
+    lr: float = 3e-3  # peak learning rate (AdamW), after warm-up
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    seed: int = 0
-    log_every: int = 50
+    warmup_steps: int = 100  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW weight decay
+    grad_clip: float = 1.0  # gradient norm clipping
+    seed: int = 0  # data order and torch seed
+    log_every: int = 50  # optimizer steps between log lines
     # A final phase (an anneal): continue the model on the same world with the response styles
     # re-weighted, as base models end pretraining on a different data mix. On the testbed it sets
     # the base model's style prior (which style it samples) after it has learnt every style.
@@ -110,7 +111,7 @@ class DataConfig:
 
     source: str = "testbed"  # testbed | math | deepscaler
     train: str | None = None  # hub id or local jsonl / parquet path (paper scale)
-    valid: str | None = None
+    valid: str | None = None  # hub id or local path of the validation set (paper scale)
     levels: list[int] | None = None  # MATH difficulty levels kept for training
     split_seed: int = 0  # DeepScaleR 90/10 split
     template: str = "testbed"  # testbed | qwen-boxed | question-answer
@@ -130,23 +131,23 @@ class GRPOConfig:
     prompts_per_step: int = 256  # prompts whose groups enter one training step
     rollouts_per_prompt: int = 8  # group size
     mini_batch_prompts: int = 64  # prompts per optimizer update: 256 / 64 = 4 updates a step
-    ppo_epochs: int = 1
+    ppo_epochs: int = 1  # passes over each step's batch
     lr: float = 5e-7  # constant, no warm-up
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # AdamW weight decay
     eps_low: float = 0.2  # ratio clip below: 1 - eps_low
     eps_high: float = 0.2  # ratio clip above: 1 + eps_high (clip-higher ablation: 0.28)
     clip_ratio_c: float = 3.0  # verl's dual clip: loss of negative-advantage tokens capped at c * |A|
     kl_coef: float = 1e-4  # KL(policy || reference) in the loss; 0 = off
     kl_estimator: str = "k3"  # k3 (low-variance) | k1
     entropy_coef: float = 1e-3  # entropy bonus
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # gradient norm clipping
     adv_eps: float = 1e-6  # advantage = (r - mean) / (std + adv_eps), population std
     loss_agg: str = "token-mean"  # token-mean over the mini-batch's response tokens
     dynamic_sampling: bool = True  # drop zero-variance groups, refill until the batch is full
     max_gen_batches: int = 10  # give up refilling after this many generation rounds (then train on what we have)
     temperature: float = 1.0  # rollout sampling
-    top_p: float = 1.0
-    max_new_tokens: int = 5120
+    top_p: float = 1.0  # nucleus sampling of rollouts (1 = off)
+    max_new_tokens: int = 5120  # longest response sampled
     valid_every: int = 10  # validation pass@1 on the held-out split every N steps (0 = off)
     valid_k: int = 4  # samples per validation problem (pass@1 = mean reward)
     checkpoint_every: int = 10  # checkpoints every N steps (resume + later analysis)
@@ -174,12 +175,12 @@ class GRPOConfig:
 class EvalConfig:
     """pass@k evaluation (paper: k = 32, temperature 0.7, top_p 0.95)."""
 
-    k: int = 32
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 5120
+    k: int = 32  # samples per problem; pass@1 = their mean reward
+    temperature: float = 0.7  # sampling temperature (0 = greedy)
+    top_p: float = 0.95  # nucleus sampling
+    max_new_tokens: int = 5120  # longest response sampled
     batch_prompts: int = 64  # prompts per sampler call
-    seed: int = 0
+    seed: int = 0  # mixed with the run's seed and the step into each evaluation's sampler seed
     decoder: str = "fast"  # fast | transformers: the torch sampler's decoder (see GRPOConfig.decoder)
 
 
@@ -189,13 +190,13 @@ class GradientConfig:
 
     per_group: int = 100  # examples sampled per group (fixed seed)
     rollouts: int = 1000  # rollouts per example from the analysed policy
-    temperature: float = 0.7
-    top_p: float = 1.0
+    temperature: float = 0.7  # sampling temperature of the rollouts
+    top_p: float = 1.0  # nucleus sampling of the rollouts (1 = off)
     max_correct: int = 20  # correct rollouts kept per example (at random)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    lora_seed: int = 42
+    lora_r: int = 16  # LoRA rank of the adapter whose gradients are compared
+    lora_alpha: int = 32  # LoRA scaling
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # modules with adapters
+    lora_seed: int = 42  # seed of the adapter's A init (peft default B = 0: only B gets gradients, as the paper's code)
     seed: int = 0  # which examples are sampled, and the rollouts
     decoder: str = "fast"  # fast | transformers: the rollouts' decoder (see GRPOConfig.decoder)
 
@@ -213,13 +214,13 @@ class MidtrainConfig:
     styles: dict[str, float] | None = None  # response styles and shares; replaces the mixture's
     tokens: int | None = None  # tokens of continued training; None: a seventh of pretrain.tokens (default 2M)
     lr: float = 5e-4  # peak; warm-up then cosine decay to lr * pretrain.min_lr_ratio
-    warmup_steps: int = 50
+    warmup_steps: int = 50  # linear warm-up steps
     seed: int = 0  # which problems the mid-training stream draws (and torch's seed)
 
 
 @dataclass
 class Config:
-    name: str = "custom"
+    name: str = "custom"  # the preset's name (not part of any cache key)
     notes: str = ""  # where and why this preset departs from the paper
     world: WorldConfig = field(default_factory=WorldConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -434,6 +435,31 @@ def small_set_batch(n: int, grpo: GRPOConfig) -> dict[str, int]:
     return {"prompts_per_step": prompts, "mini_batch_prompts": mini}
 
 
+def field_help(key: str) -> str:
+    """The help text of a config field ("grpo.top_p", or a section: "grpo"), read from the comment
+    beside or above it in this file (simple_parsing's docstring reader), so the code comment is
+    the one place a field is documented."""
+    section, _, name = key.partition(".")
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    if section not in sections:
+        raise ConfigError(f"unknown config section {section!r}; sections: {', '.join(sections)}")
+    if not name:
+        cls = type(getattr(Config(), section))
+        return (cls.__doc__ or "").strip() if dataclasses.is_dataclass(cls) else _doc_text(Config, section)
+    cls = type(getattr(Config(), section))
+    if not dataclasses.is_dataclass(cls) or name not in {f.name for f in dataclasses.fields(cls)}:
+        raise ConfigError(f"unknown config key {key!r}")
+    return _doc_text(cls, name)
+
+
+def _doc_text(cls: type, name: str) -> str:
+    from simple_parsing.docstring import get_attribute_docstring
+
+    d = get_attribute_docstring(cls, name)
+    parts = [t.strip() for t in (d.comment_inline, d.comment_above, d.docstring_below) if t and t.strip()]
+    return " ".join(" ".join(p.split()) for p in parts)
+
+
 # ----------------------------------------------------------------------------- semantic checks
 # One row per field with a range or a set of names: (key, test, what is allowed). Checked at load,
 # before any work starts, so `--set grpo.rollouts_per_prompt=0` is an error that names the key
@@ -508,7 +534,7 @@ def _check_ranges(cfg: Config) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if not test(value):
-            raise ConfigError(f"{key}={value!r}: must be {what}")
+            raise ConfigError(f"{key}={value!r}: must be {what} ({key}: {field_help(key)})")
     g, m, w = cfg.grpo, cfg.model, cfg.world
     if g.prompts_per_step % g.mini_batch_prompts:
         raise ConfigError(f"grpo.mini_batch_prompts={g.mini_batch_prompts}: must divide grpo.prompts_per_step="
