@@ -12,7 +12,8 @@ its standard error, the max KL and the relative parameter change per step; the g
 the intersection beside the binomial null (analysis/null.py: what the same draws, evaluations and
 rules give if RL changed nothing), with the chance-corrected counts; seed agreement (switch rate,
 agreement above chance, Fleiss' kappa) beside the null; the style shares of correct rollouts
-before and after; every testbed-v3 target met or not (`calibration.targets_v3`).
+before and after; the groups by tier, skill coverage and coupled skill; every testbed-v3 target
+met or not (`calibration.targets_v3`).
 
 --k N: evaluate pass@1 with N samples per problem at step 0 and at the last step (the runs are
 unchanged: their hash holds eval.k, so this is not a --set). --train-first N: GRPO trains on the
@@ -125,6 +126,12 @@ def main() -> None:
     sw = cal.seed_switches(cls, st.histories)
     print("\n== switching problems: the labels each gets across seeds")
     print(cal.switch_pairs(cls).to_string())
+    knobs = groups.per_example_table(st, cls)
+    for knob in ("tier", "coverage", "coupled_skill"):
+        table = groups.membership(knobs, knob)
+        if table is not None:
+            print(f"\n== groups by {knob.replace('_', ' ')} (problems, row percent)")
+            print(table.to_string())
     if args.control_seeds:
         from unlearnability.history import read_validation
 
