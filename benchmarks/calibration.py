@@ -87,13 +87,13 @@ def main() -> None:
               .round(3).fillna(0).to_string())
 
     print("\n== per seed")
-    val_changes, train_gains, rows = {}, {}, []
+    val_changes, rows = {}, []
     init_mean = st.initial["pass@1"].mean()
     for seed in seeds:
         h, log = st.histories[seed], st.train_logs[seed]
         v = cal.paired_change(st.validations[seed])
         fin = st.finals[seed]["pass@1"].mean()
-        val_changes[seed], train_gains[seed] = v, fin - init_mean
+        val_changes[seed] = v
         draws = h.groupby("prompt_id").size()
         tr = h.groupby("step")["mean_reward"].mean()
         rows.append({"seed": seed, "train pass@1": f"{init_mean:.3f} -> {fin:.3f}", "train gain": round(fin - init_mean, 3),
@@ -115,15 +115,15 @@ def main() -> None:
     finals = {x: st.pass1(st.finals[x]) for x in seeds}
     cls = groups.classify(init, finals, st.histories, args.tau)
     chance = groups.classify(init, finals, st.histories, args.tau, p=cfg.world.p)
+    chance_counts = groups.table1(chance["group"])["count"]
     nr = null.null_from_study(st, tau=args.tau, replicates=args.replicates)
     vs_null = null.compare_groups(cls, st.histories, nr)
     print(f"\n== groups (intersection over seeds {seeds}, tau {args.tau}) beside the null ({args.replicates} replicates)")
     print(vs_null[["measured", "measured_text", "null_text", "verdict"]]
-          .assign(chance_corrected=groups.table1(chance["group"])["count"]).to_string())
+          .assign(chance_corrected=chance_counts).to_string())
     print("\n== seed agreement beside the null")
     nr_c = null.null_from_study(st, tau=args.tau, replicates=args.replicates, chance_p=cfg.world.p)
     print(null.compare_agreement(cls, st.histories, nr_c)[["label", "measured_text", "null_text", "verdict"]].to_string())
-    sw = cal.seed_switches(cls, st.histories)
     print("\n== switching problems: the labels each gets across seeds")
     print(cal.switch_pairs(cls).to_string())
     knobs = groups.per_example_table(st, cls)
@@ -142,7 +142,7 @@ def main() -> None:
                   f"{v['change']:+.3f} +- {v['se']:.3f} (n {v['n']})")
     print("\n== testbed-v3 targets")
     rollouts = {x: groups.training_positives(h)["rollouts"] for x, h in st.histories.items()}
-    print(cal.targets_v3(val_changes, vs_null, groups.table1(chance["group"])["count"],
+    print(cal.targets_v3(val_changes, vs_null, chance_counts,
                          cal.agreement(cls, st.histories, cfg.world.p), rollouts, 1 / cfg.world.p).to_string())
 
 

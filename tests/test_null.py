@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from simulated import training_history
 from unlearnability import groups as G
 from unlearnability.analysis import null as N
 
@@ -26,12 +27,7 @@ def world(seed: int, n: int = 1024, seeds=(1, 42, 37), spread: float = 5.0, lear
     initial = pd.Series(c0 / K, index=ids)
     histories, finals = {}, {}
     for s in seeds:
-        draws = 3 + (rng.random(n) < 0.418)
-        pos = rng.binomial(8, r[:, None], size=(n, 4))
-        pi, step = np.nonzero(np.arange(4)[None, :] < draws[:, None])
-        mean = pos[pi, step] / 8
-        histories[s] = pd.DataFrame({"step": step + 1, "prompt_id": ids[pi], "mean_reward": mean,
-                                     "std_reward": np.sqrt(mean * (1 - mean)), "n": 8, "processed": 1, "clip_frac": 0.0})
+        histories[s] = training_history(rng, r, ids)
         rate = np.where(c0 / K <= 0.1, 0.7, r) if learned else r
         finals[s] = pd.Series(rng.binomial(K, rate) / K, index=ids)
     cls = G.classify(initial, finals, histories, 0.1, p=p)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from simulated import training_history
 from unlearnability import groups as G
 from unlearnability.analysis import calibration as cal
 from unlearnability.analysis import null as N
@@ -37,13 +38,7 @@ def study_like(seed: int, n: int = 600, seeds=(1, 42, 37), learned: bool = False
     initial = pd.DataFrame({"prompt_id": ids, "correct": c0, "n": K, "pass@1": c0 / K})
     finals, histories = {}, {}
     for s in seeds:
-        draws = 3 + (rng.random(n) < 0.418)
-        pos = rng.binomial(8, r[:, None], size=(n, 4))
-        pi, step = np.nonzero(np.arange(4)[None, :] < draws[:, None])
-        mean = pos[pi, step] / 8
-        histories[s] = pd.DataFrame({"step": step + 1, "prompt_id": np.array(ids)[pi], "mean_reward": mean,
-                                     "std_reward": np.sqrt(mean * (1 - mean)), "n": 8, "processed": 1,
-                                     "clip_frac": 0.0})
+        histories[s] = training_history(rng, r, ids)
         rate = np.where(c0 / K <= 0.1, 0.7, r) if learned else r
         cf = rng.binomial(K, rate)
         finals[s] = pd.DataFrame({"prompt_id": ids, "correct": cf, "n": K, "pass@1": cf / K})

@@ -343,7 +343,7 @@ def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None
     cfg = _merge(Config(), data, where)
     if overrides:
         cfg = _merge(cfg, overrides, "--set")
-    _check_types(cfg)
+    check_config(cfg)
     return cfg
 
 
@@ -385,8 +385,10 @@ def check_augment(spec: Any) -> dict[str, Any] | None:
     return out
 
 
-def _check_types(cfg: Config) -> None:
-    """Coerce ints given for float fields and reject obviously wrong types, naming the key."""
+def check_config(cfg: Config) -> None:
+    """The checks every loaded config passes (`load_config`, `config_from_dict`; call it on a
+    Config built in code): ints given for float fields coerced, wrong types, then the ranges,
+    names and cross-field rules (`_check_ranges`); a ConfigError names the key."""
     cfg.data.augment = check_augment(cfg.data.augment)
     for section in dataclasses.fields(cfg):
         obj = getattr(cfg, section.name)
@@ -440,14 +442,14 @@ def field_help(key: str) -> str:
     beside or above it in this file (simple_parsing's docstring reader), so the code comment is
     the one place a field is documented."""
     section, _, name = key.partition(".")
-    sections = {f.name: f for f in dataclasses.fields(Config)}
+    sections = [f.name for f in dataclasses.fields(Config)]
     if section not in sections:
         raise ConfigError(f"unknown config section {section!r}; sections: {', '.join(sections)}")
-    if not name:
-        cls = type(getattr(Config(), section))
-        return (cls.__doc__ or "").strip() if dataclasses.is_dataclass(cls) else _doc_text(Config, section)
     cls = type(getattr(Config(), section))
-    if not dataclasses.is_dataclass(cls) or name not in {f.name for f in dataclasses.fields(cls)}:
+    is_section = dataclasses.is_dataclass(cls)
+    if not name:
+        return (cls.__doc__ or "").strip() if is_section else _doc_text(Config, section)
+    if not is_section or name not in {f.name for f in dataclasses.fields(cls)}:
         raise ConfigError(f"unknown config key {key!r}")
     return _doc_text(cls, name)
 
@@ -461,10 +463,10 @@ def _doc_text(cls: type, name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- semantic checks
-# One row per field with a range or a set of names: (key, test, what is allowed). Checked at load,
-# before any work starts, so `--set grpo.rollouts_per_prompt=0` is an error that names the key
-# instead of a ZeroDivisionError an hour later.
-# A rule is (test, what is allowed, a value it refuses: the table-driven test tries each).
+# RULES: one row (key, rule) per field with a range or a set of names, a rule being (test, what is
+# allowed, a value it refuses: the table-driven test tries each). Checked at load, before any work
+# starts, so `--set grpo.rollouts_per_prompt=0` is an error that names the key instead of a
+# ZeroDivisionError an hour later.
 def _at_least(n):
     return (lambda v: v >= n), f">= {n}", n - 1
 
@@ -568,5 +570,5 @@ def _check_ranges(cfg: Config) -> None:
 def config_from_dict(d: dict[str, Any]) -> Config:
     """Rebuild a Config from `Config.to_dict()` output (e.g. a run's config.yaml)."""
     cfg = _merge(Config(), d, "config")
-    _check_types(cfg)
+    check_config(cfg)
     return cfg

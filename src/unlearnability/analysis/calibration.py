@@ -171,14 +171,14 @@ def targets_v3(val_changes: dict[int, dict], groups_vs_null: pd.DataFrame, chanc
 
     val_changes: {seed: paired_change(...)}; groups_vs_null: `null.compare_groups(...)` (counts,
     percents of the classified problems, the null's 95% interval in percent); chance_counts:
-    problems per group under the chance-corrected rules (`groups.classify(..., p=...)`);
+    problems per group under the chance-corrected rules (`groups.table1` of `groups.classify(..., p=...)`);
     agreement_above_chance: `agreement(classified, histories, p)`; rollouts: {seed: training
     rollouts per problem}; guess_floor: chance of a right guess (1 / p).
     Shares are percents of the classified problems. A group "above its null" means above the
     null's 97.5th percentile (the upper end of its 95% interval).
     """
     g = groups_vs_null
-    n = float(g.loc["easy", "measured"] / g.loc["easy", "measured_percent"] * 100) if g.loc["easy", "measured_percent"] else float("nan")
+    n = int(chance_counts.sum())  # the five groups partition the classified problems
     rows = []
     for s, v in val_changes.items():
         rows.append((f"validation rises >= {min_rise} (seed {s})",

@@ -48,7 +48,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import Config, config_from_dict
+from ..config import Config, check_config, config_from_dict
 from ..history import (HISTORY_COLUMNS, HISTORY_FILE, VALIDATION_COLUMNS, VALIDATION_FILE,
                        HistoryRow, ValidationRow, append_rows, group_stats)
 from ..mathdata import apply_template, load_problems
@@ -112,14 +112,8 @@ def overrides(cfg: Config, variant: str = "baseline", max_prompt_tokens: int = M
     g, e, d = cfg.grpo, cfg.eval, cfg.data
     if not cfg.model.hub_id:
         raise ValueError(f"preset {cfg.name!r}: model.hub_id is empty; verl needs a hub id or model folder")
-    if g.prompts_per_step % g.mini_batch_prompts:
-        raise ValueError(f"grpo.prompts_per_step ({g.prompts_per_step}) must be a multiple of "
-                         f"grpo.mini_batch_prompts ({g.mini_batch_prompts})")
-    if g.loss_agg != "token-mean":
-        raise ValueError(f"grpo.loss_agg {g.loss_agg!r}: only token-mean is exported")
-    kl_type = {"k3": "low_var_kl", "k1": "kl"}.get(g.kl_estimator)
-    if kl_type is None:
-        raise ValueError(f"grpo.kl_estimator {g.kl_estimator!r}: expected k3 or k1")
+    check_config(cfg)  # mini-batches dividing the step, token-mean, a known KL estimator, ...
+    kl_type = {"k3": "low_var_kl", "k1": "kl"}[g.kl_estimator]
     seed = g.seed if seed is None else seed
     eps_high = CLIP_HIGHER_EPS if variant == "clip-higher" else g.eps_high
     use_kl = variant != "no-kl" and g.kl_coef > 0
