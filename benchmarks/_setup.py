@@ -12,8 +12,8 @@ import torch
 def testbed_batch(preset: str = "default", base: str | None = None, n_prompts: int = 32, seed: int = 0):
     """(cfg, model folder, task, prompt token ids of `n_prompts` training problems)."""
     from unlearnability.config import load_config
-    from unlearnability.model import build_model
-    from unlearnability.tasks import load_task
+    from unlearnability.data.tasks import load_task
+    from unlearnability.policy.model import build_model
     from unlearnability.world import build_tokenizer
 
     cfg = load_config(preset)

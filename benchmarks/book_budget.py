@@ -2,7 +2,7 @@
 
     python benchmarks/book_budget.py [--profile default] [--budget-min 60] [--store DIR]
 
-`unlearn chapter` / `unlearn book` write one ledger per chapter (`ledger.py`): every run-store
+`unlearn chapter` / `unlearn book` write one ledger per chapter (`store.ledger`): every run-store
 artifact the chapter used (base and mid-trained models, GRPO and SFT runs, pass@k evaluations,
 gradient and other analyses) and its cells' own time. A cold store pays for each artifact once,
 in the first chapter (book order) that uses it, at the seconds recorded when it was made on this
@@ -30,9 +30,10 @@ def main() -> int:
     ap.add_argument("--store", default=None, help="run store (default: $UNLEARN_HOME or runs/)")
     args = ap.parse_args()
 
-    from unlearnability import book, ledger
+    from unlearnability.book.chapters import list_chapters
+    from unlearnability.store import ledger
 
-    chapters = [c.name for c in book.list_chapters() if c.kind == "notebook"]
+    chapters = [c.name for c in list_chapters() if c.kind == "notebook"]
     b = ledger.book_budget(args.profile, chapters, Path(args.store) if args.store else None)
     budget = args.budget_min if args.budget_min is not None else (3.0 if args.profile == "smoke" else 60.0)
     print(f"profile {args.profile}: cold-store cost by chapter (minutes on this machine, book order)\n")

@@ -53,10 +53,10 @@ def main() -> None:
     seeds = args.seeds or ([1, 42] if args.quick else [1, 42, 37])
     limit = args.limit or (256 if args.quick else None)
 
-    from unlearnability import experiment, groups
-    from unlearnability.analysis import calibration as cal
-    from unlearnability.analysis import null
     from unlearnability.config import parse_set
+    from unlearnability.evaluation import calibration as cal
+    from unlearnability.evaluation import groups, null
+    from unlearnability.pipeline import experiment
 
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 120)
@@ -133,7 +133,7 @@ def main() -> None:
             print(f"\n== groups by {knob.replace('_', ' ')} (problems, row percent)")
             print(table.to_string())
     if args.control_seeds:
-        from unlearnability.history import read_validation
+        from unlearnability.store.history import read_validation
 
         print("\n== matched control: worked solutions only (paired validation change)")
         for seed, d in experiment.styles_control_runs(args.preset, args.control_seeds, parse_set(args.overrides)).items():

@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="random seed of the draws and the null")
     args = ap.parse_args()
 
-    from unlearnability.analysis import null
+    from unlearnability.evaluation import null
 
     t0 = time.time()
     tiers = np.asarray(args.tier_rates, dtype=float)

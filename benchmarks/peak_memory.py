@@ -20,14 +20,15 @@ import tempfile
 
 STAGE = r"""
 import json, resource, sys
-from unlearnability import experiment
+from unlearnability.pipeline import experiment
+from unlearnability.policy.model import set_threads
 from unlearnability.config import load_config
 preset, stage, tokens, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 cfg = load_config(preset, {"pretrain": {"tokens": tokens}, "grpo": {"steps": steps, "valid_every": steps,
                                                                     "checkpoint_every": steps}})
-experiment.set_threads()
+set_threads()
 if stage == "pretrain":
-    from unlearnability.pretrain import ensure_base_model
+    from unlearnability.train.base import ensure_base_model
     ensure_base_model(cfg, quiet=True)
 elif stage == "grpo":
     experiment.run_grpo(cfg)

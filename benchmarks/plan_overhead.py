@@ -132,7 +132,7 @@ def sleeper(seconds: float) -> str:
 
 def sleep_graph(sleep: float):
     """a -> (b, c) -> d, plus e, f, g, h alone: 8 tasks, work 8 x sleep, critical path 3 x sleep."""
-    from unlearnability import plan
+    from unlearnability.book import plan
 
     p = plan.Plan("smoke")
     deps = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c"), "e": (), "f": (), "g": (), "h": ()}
@@ -169,7 +169,7 @@ def main() -> int:
 
     import cloudpickle
 
-    from unlearnability import plan
+    from unlearnability.book import plan
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     print(f"\n2. plan.run on 8 sleeping tasks of {args.sleep:g}s (work {8 * args.sleep:g}s, critical path "

@@ -34,8 +34,8 @@ from _setup import testbed_batch  # noqa: E402
 
 def sampler_tokens(kind: str):
     def run(model, tok, prompts, n, max_new, seed):
-        from unlearnability.decoder import FastSampler
-        from unlearnability.sampling import SamplingParams, TorchSampler
+        from unlearnability.policy.decoder import FastSampler
+        from unlearnability.policy.sampling import SamplingParams, TorchSampler
 
         sampler = (FastSampler if kind == "fast" else TorchSampler)(model, tok)
         comps = sampler.generate(prompts, SamplingParams(n=n, temperature=1.0, top_p=1.0, max_new_tokens=max_new,
@@ -73,7 +73,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from unlearnability.model import load_model
+    from unlearnability.policy.model import load_model
 
     cfg, base, task, problems = testbed_batch("default", args.base)
     model, tok = load_model(base), task.tokenizer

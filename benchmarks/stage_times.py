@@ -23,11 +23,12 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["UNLEARN_HOME"] = args.home or tempfile.mkdtemp(prefix="unlearn-bench-")
 
-    from unlearnability import experiment
     from unlearnability.config import load_config
-    from unlearnability.pretrain import ensure_base_model
+    from unlearnability.pipeline import experiment
+    from unlearnability.policy.model import set_threads
+    from unlearnability.train.base import ensure_base_model
 
-    experiment.set_threads()
+    set_threads()
     import torch
 
     cfg = load_config(args.preset, {"grpo": {"seed": args.seed}})

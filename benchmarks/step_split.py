@@ -37,9 +37,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from unlearnability.decoder import make_sampler
-    from unlearnability.grpo import generate_groups, train_step
-    from unlearnability.model import load_model
+    from unlearnability.policy.decoder import make_sampler
+    from unlearnability.policy.model import load_model
+    from unlearnability.train.grpo import generate_groups, train_step
 
     cfg0, base, task, problems = testbed_batch(args.preset, args.base, n_prompts=cfg_prompts(args) * args.steps)
     P = cfg0.grpo.prompts_per_step

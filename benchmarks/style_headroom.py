@@ -49,7 +49,8 @@ def style_mix(worked: float) -> dict[str, float]:
 
 def arms(shares: list[float], from_scratch: list[float], control: bool, common: dict) -> dict[str, dict]:
     """{arm name: config overrides}; `common` (GRPO steps, loss chunking) goes into every arm."""
-    from unlearnability.experiment import control_overrides, merge_overrides
+    from unlearnability.config import merge_overrides
+    from unlearnability.pipeline.experiment import control_overrides
 
     out = {"preset": common}
     for w in shares:
@@ -65,7 +66,7 @@ def arms(shares: list[float], from_scratch: list[float], control: bool, common: 
 
 def arm_row(validation: pd.DataFrame, train_log: pd.DataFrame) -> dict[str, float]:
     """One run's row: paired validation change (first to last validated step) and training reward."""
-    from unlearnability.analysis import calibration as cal
+    from unlearnability.evaluation import calibration as cal
 
     r = cal.run_summary(validation, train_log)
     return {"validation before": r["before"], "after": r["after"], "change": r["change"], "SE": r["se"],
@@ -87,11 +88,11 @@ def main() -> None:
                     help="config override for every arm, e.g. --set pretrain.anneal_styles=null (repeatable)")
     args = ap.parse_args()
 
-    from unlearnability import experiment
-    from unlearnability.config import parse_set
-    from unlearnability.history import read_validation
+    from unlearnability.config import merge_overrides, parse_set
+    from unlearnability.pipeline import experiment
+    from unlearnability.store.history import read_validation
 
-    common = experiment.merge_overrides(parse_set(args.overrides),
+    common = merge_overrides(parse_set(args.overrides),
                                         {"grpo": {"steps": args.steps, "loss_chunk_tokens": args.loss_chunk_tokens}})
     rows = []
     for name, overrides in arms(args.shares, args.from_scratch, args.control, common).items():

@@ -38,9 +38,9 @@ PROMPTS, ROLLOUTS = 32, 8
 
 def ours(cfg, base, task, problems, steps: int, chunk: int | None = None) -> list[tuple[float, int]]:
     """[(seconds, generated tokens)] per timed step of this library's GRPO step."""
-    from unlearnability.grpo import generate_groups, train_step
-    from unlearnability.model import load_model
-    from unlearnability.sampling import TorchSampler
+    from unlearnability.policy.model import load_model
+    from unlearnability.policy.sampling import TorchSampler
+    from unlearnability.train.grpo import generate_groups, train_step
 
     g = dataclasses.replace(cfg.grpo, prompts_per_step=PROMPTS, rollouts_per_prompt=ROLLOUTS,
                             mini_batch_prompts=PROMPTS, ppo_epochs=1, dynamic_sampling=False, temperature=1.0,
@@ -67,7 +67,7 @@ def trl_steps(cfg, base, task, problems, steps: int) -> list[tuple[float, int]]:
     from transformers import PreTrainedTokenizerFast, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from unlearnability.model import load_model
+    from unlearnability.policy.model import load_model
 
     g = cfg.grpo
     by_id = {p.id: p for p in problems}

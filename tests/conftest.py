@@ -44,7 +44,7 @@ def smoke_store(tmp_path_factory):
 def tiny_model(tmp_path_factory):
     """A tiny randomly initialised testbed Qwen2 (p = 11) saved to a folder: (folder, tokenizer)."""
     from unlearnability.config import ModelConfig
-    from unlearnability.model import build_model
+    from unlearnability.policy.model import build_model
     from unlearnability.world import build_tokenizer
 
     tok = build_tokenizer(11)

@@ -6,11 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearnability import experiment, gradients, runs
 from unlearnability.analysis import augmentation as aug
+from unlearnability.analysis import gradients
 from unlearnability.config import ConfigError, load_config
-from unlearnability.history import read_history
-from unlearnability.tasks import load_task
+from unlearnability.data.tasks import load_task
+from unlearnability.pipeline import experiment
+from unlearnability.store import runs
+from unlearnability.store.history import read_history
+from unlearnability.train.base import ensure_base_model
 from unlearnability.world import graph_of
 
 
@@ -32,7 +35,7 @@ def test_augment_spec_is_normalised_and_bad_keys_are_named():
 
 def test_augmented_task_composition(smoke_store):
     cfg = load_config("smoke")
-    base = experiment.ensure_base_model(cfg)
+    base = ensure_base_model(cfg)
     full = load_task(cfg, base)
     ids = [full.train[1].id, full.train[3].id, full.train[4].id]  # tiers 2, 2, 1 (tiers cycle 1, 2)
     tiers = {i: full.by_id()[i].meta["tier"] for i in ids}
@@ -72,7 +75,7 @@ def test_augmented_task_composition(smoke_store):
 
 def test_grpo_runs_on_an_augmented_set_and_evaluates_the_originals(smoke_store):
     cfg = load_config("smoke")
-    full = load_task(cfg, experiment.ensure_base_model(cfg))
+    full = load_task(cfg, ensure_base_model(cfg))
     ids = [full.train[1].id, full.train[3].id]
     changes = aug.augmentation_changes(ids, "both", n_similar=2)
     assert changes == {"data": {"train_ids": ids, "augment": {"kinds": ["similar", "subproblem"],
@@ -80,7 +83,7 @@ def test_grpo_runs_on_an_augmented_set_and_evaluates_the_originals(smoke_store):
     over = {"grpo": {"steps": 2, "checkpoint_every": 2, "valid_every": 0, "prompts_per_step": 4}}
     run = experiment.variant_runs("smoke", [1], over, changes)[1]
     assert runs.is_done(run) and experiment.load_run_config(run).data.augment["kinds"] == ["similar", "subproblem"]
-    trained = {p.id for p in load_task(experiment.load_run_config(run), experiment.ensure_base_model(cfg)).train}
+    trained = {p.id for p in load_task(experiment.load_run_config(run), ensure_base_model(cfg)).train}
     drawn = set(read_history(run).prompt_id)
     assert drawn <= trained and drawn - set(ids)  # augmented problems were drawn
     path = experiment.evaluate_checkpoint(run, 2, k=2, ids=ids)  # Figure 8: the originals over training
@@ -103,7 +106,7 @@ def test_similarity_rows_by_hand():
 
 def test_figure10_gradients_are_cached(smoke_store, monkeypatch):
     cfg = load_config("smoke")
-    task = load_task(cfg, experiment.ensure_base_model(cfg))
+    task = load_task(cfg, ensure_base_model(cfg))
     groups = ["easy", "learnable", "unlearnable", "learnable", "unlearnable", "easy"]
     group_of = pd.Series({p.id: g for p, g in zip(task.train[:6], groups)})
     study = SimpleNamespace(cfg=cfg, seeds=[1], run_dirs={})

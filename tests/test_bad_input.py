@@ -10,16 +10,18 @@ from typing import Callable
 
 import pandas as pd
 import pytest
+from test_grpo import parity_reward  # a reward the smoke model earns half the time
 
-from unlearnability import grpo, history, runs
 from unlearnability.backends.verl import read_dump
 from unlearnability.config import ConfigError, load_config
-from unlearnability.experiment import ensure_base_model, load_run_config, load_task
-from unlearnability.mathdata import load_math_file
-from unlearnability.model import load_model
+from unlearnability.data.mathdata import load_math_file
+from unlearnability.data.tasks import load_task
+from unlearnability.pipeline.experiment import load_run_config
+from unlearnability.policy.model import load_model
+from unlearnability.store import history, runs
+from unlearnability.train import grpo
+from unlearnability.train.base import ensure_base_model
 from unlearnability.train.sft import read_groups
-
-from test_grpo import parity_reward  # a reward the smoke model earns half the time
 
 
 @dataclass

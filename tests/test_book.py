@@ -15,7 +15,11 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from unlearnability import book, browser_check, charts, paper
+from unlearnability import paper
+from unlearnability.book import browser_check, charts, notebook
+from unlearnability.book import build as book
+from unlearnability.book import chapters as book_chapters
+from unlearnability.config import parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +59,7 @@ def require_chromium() -> str:
 
 
 def test_real_toc_lists_introduction_first_and_every_source_exists():
-    chapters = book.list_chapters(ROOT)
+    chapters = book_chapters.list_chapters(ROOT)
     assert chapters[0].name == "introduction" and chapters[0].kind == "notebook"
     assert chapters[0].source == ROOT / "notebooks" / "introduction.ipynb"
     assert chapters[0].output == ROOT / "book" / "introduction.ipynb"
@@ -81,14 +85,14 @@ def test_list_chapters_order_kinds_and_nesting(tmp_path):
     write_notebook(tmp_path / "notebooks" / "alpha.ipynb", [])
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "beta.md").write_text("# Beta\n")
-    chapters = book.list_chapters(tmp_path)
+    chapters = book_chapters.list_chapters(tmp_path)
     assert [(c.name, c.kind) for c in chapters] == [("alpha", "notebook"), ("beta", "markdown"), ("gamma", "missing")]
-    assert book.get_chapter("book/alpha", tmp_path).name == "alpha"
-    with pytest.raises(book.ChapterError, match="no chapter 'delta'"):
-        book.get_chapter("delta", tmp_path)
-    with pytest.raises(book.ChapterError, match="neither notebooks/gamma.ipynb nor book/gamma.md"):
+    assert book_chapters.get_chapter("book/alpha", tmp_path).name == "alpha"
+    with pytest.raises(book_chapters.ChapterError, match="no chapter 'delta'"):
+        book_chapters.get_chapter("delta", tmp_path)
+    with pytest.raises(book_chapters.ChapterError, match="neither notebooks/gamma.ipynb nor book/gamma.md"):
         book.execute_chapter("gamma", "smoke", root=tmp_path)
-    with pytest.raises(book.ChapterError, match="no source"):
+    with pytest.raises(book_chapters.ChapterError, match="no source"):
         book.execute_all("smoke", root=tmp_path)
     assert book.execute_chapter("beta", "smoke", root=tmp_path) == tmp_path / "book" / "beta.md"
 
@@ -113,29 +117,29 @@ def test_source_notebooks_are_clean():
     ("true", True), ("null", None), ("smoke", "smoke"), ("{a: 1}", {"a": 1}), ("'7'", "7"), ("", ""),
 ])
 def test_parse_value(raw, value):
-    assert book.parse_value(raw) == value
+    assert parse_value(raw) == value
 
 
 def test_parse_overrides():
-    params = book.parse_overrides(["seeds=[1,42]", "grpo.lr=1e-4", "grpo.steps=30", "world.p=97", "name=x=y"])
+    params = book_chapters.parse_overrides(["seeds=[1,42]", "grpo.lr=1e-4", "grpo.steps=30", "world.p=97", "name=x=y"])
     assert params == {"seeds": [1, 42], "name": "x=y",
                       "overrides": {"grpo": {"lr": 1e-4, "steps": 30}, "world": {"p": 97}}}
-    assert book.parse_overrides(None) == {}
+    assert book_chapters.parse_overrides(None) == {}
     for bad, msg in [("seeds", "expected key=value"), ("1x=2", "not a parameter name"),
                      ("a-b=2", "not a parameter name"), ("class=2", "not a parameter name"),
                      ("profile=smoke", "use --profile")]:
         with pytest.raises(ValueError, match=msg):
-            book.parse_overrides([bad])
+            book_chapters.parse_overrides([bad])
 
 
 def test_check_profile(tmp_path):
-    assert book.check_profile("smoke") == "smoke"
-    assert book.check_profile("default") == "default"
+    assert book_chapters.check_profile("smoke") == "smoke"
+    assert book_chapters.check_profile("default") == "default"
     with pytest.raises(ValueError, match="unknown profile 'nope'"):
-        book.check_profile("nope")
+        book_chapters.check_profile("nope")
     custom = tmp_path / "mine.yaml"
     custom.write_text("name: mine\n")
-    assert book.check_profile(str(custom)) == str(custom.resolve())
+    assert book_chapters.check_profile(str(custom)) == str(custom.resolve())
 
 
 def test_show_parameters_keeps_plain_values_and_builds_the_rerun_command():
@@ -144,14 +148,14 @@ def test_show_parameters_keeps_plain_values_and_builds_the_rerun_command():
     namespace = {"__name__": "__main__", "_hidden": 1, "In": [], "math": math, "print_it": print,
                  "seeds": [1, 42], "profile": "smoke", "note": "two words",
                  "overrides": {"grpo": {"lr": 0.0001}}}
-    table = book.show_parameters(namespace, chapter="testbed")
+    table = notebook.show_parameters(namespace, chapter="testbed")
     assert list(table.params) == ["profile", "seeds", "note", "overrides"]
     assert table.command() == ("unlearn chapter testbed --profile smoke -p 'seeds=[1, 42]' "
                                "-p 'note=two words' -p grpo.lr=0.0001")
     html_out = table._repr_html_()
     assert "<code>seeds</code>" in html_out and "[1, 42]" in html_out and "unlearn chapter testbed" in html_out
     assert "profile" in repr(table)
-    assert list(book.show_parameters(namespace, names=["note", "profile", "absent"]).params) == ["profile", "note"]
+    assert list(notebook.show_parameters(namespace, names=["note", "profile", "absent"]).params) == ["profile", "note"]
 
 
 def test_tag_cells_hides_parameters_and_folds_code(tmp_path):
@@ -234,7 +238,7 @@ def test_failing_chapter_names_notebook_and_cell(tmp_path):
                                                        "chapters": [{"file": "book/broken"}]}))
     write_notebook(tmp_path / "notebooks" / "broken.ipynb",
                    [new_code_cell("x = 1"), new_code_cell("y = x / 0\nprint(y)")])
-    with pytest.raises(book.ChapterError) as err:
+    with pytest.raises(book_chapters.ChapterError) as err:
         book.execute_chapter("broken", "smoke", root=tmp_path, progress=False)
     msg = str(err.value)
     assert "notebooks/broken.ipynb" in msg and "ZeroDivisionError" in msg
@@ -285,8 +289,8 @@ def built_site(tmp_path_factory):
     assert srv.requests and all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in srv.requests)
     write_notebook(root / "notebooks" / "charts.ipynb", [
         new_markdown_cell("# Charts"),
-        new_code_cell("import pandas as pd\nfrom unlearnability import book, charts\ncharts.setup()\n"
-                      "book.show_parameters(globals(), chapter='charts')"),
+        new_code_cell("import pandas as pd\nfrom unlearnability.book import charts, notebook\ncharts.setup()\n"
+                      "notebook.show_parameters(globals(), chapter='charts')"),
         new_code_cell("df = pd.DataFrame([{'step': s, 'reward': s * seeds[0] / 100, 'group': g, 'seed': k}\n"
                       "                   for s in range(4) for g in ('easy', 'learnable') for k in (1, 2)])\n"
                       "charts.line_by_group(df, 'step', 'reward', 'group', title=label)"),
@@ -372,11 +376,11 @@ def test_static_check_flags_cdn_references():
 
 def test_a_chapter_execution_writes_its_cost_ledger(tmp_path, store):
     """The kernel inherits $UNLEARN_LEDGER: artifacts it makes are noted, then the chapter's own time."""
-    from unlearnability import ledger
+    from unlearnability.store import ledger
 
     make_book(tmp_path, ["costly"])
     write_notebook(tmp_path / "notebooks" / "costly.ipynb", [new_code_cell(
-        "import time\nfrom unlearnability import ledger, runs\n"
+        "import time\nfrom unlearnability.store import ledger, runs\n"
         "art = runs.home() / 'analysis' / 'x.csv'\n"
         "with ledger.making('analysis', art):\n"
         "    time.sleep(0.3); art.parent.mkdir(parents=True, exist_ok=True); art.write_text('1\\n')")])
@@ -390,7 +394,7 @@ def test_a_chapter_execution_writes_its_cost_ledger(tmp_path, store):
 
 
 def test_a_chapter_executes_without_a_ledger_when_the_store_cannot_be_written(tmp_path, monkeypatch):
-    from unlearnability import ledger
+    from unlearnability.store import ledger
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the run store should be\n")

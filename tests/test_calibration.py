@@ -6,9 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearnability.analysis.calibration import (fleiss_kappa, paired_change, seed_switches, style_shares, switch_pairs,
-                                                 switch_sets, validation_curve)
-from unlearnability.groups import classify
+from unlearnability.evaluation.calibration import (
+    fleiss_kappa,
+    paired_change,
+    seed_switches,
+    style_shares,
+    switch_pairs,
+    switch_sets,
+    validation_curve,
+)
+from unlearnability.evaluation.groups import classify
 
 
 def hist(rows):
@@ -95,8 +102,8 @@ def _style_headroom():
 
 
 def test_style_headroom_arms_differ_only_in_the_base_model():
-    from unlearnability import runs
     from unlearnability.config import load_config
+    from unlearnability.store import runs
 
     sh = _style_headroom()
     assert sh.style_mix(0.4) == {"worked": 0.4, "terse": 0.2, "leap": 0.2, "answer": 0.2}  # not 0.19999...

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from unlearnability import charts
+from unlearnability.book import charts
 
 
 def test_long_titles_are_wrapped_to_the_content_column():
@@ -22,3 +22,5 @@ def test_format_table_formats_each_column_and_survives_a_transpose():
     assert out.loc["easy", "draws"] == "12" and out.loc["easy", "share"] == "25.0%"
     assert out.loc["learnable", "share"] == "–"
     assert out.T.loc["share", "easy"] == "25.0%"
+    mixed = charts.format_table(pd.DataFrame({"value": ["0.10%", 2.0]}), default="{:.1f}")
+    assert list(mixed["value"]) == ["0.10%", "2.0"]  # strings as they are

@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unlearnability.cli import main
+from unlearnability.cli.main import main
 from unlearnability.config import ConfigError, load_config, parse_set
 
 
@@ -36,7 +36,7 @@ def test_answer_space_must_fit_the_digit_tokens():
     assert load_config("default", parse_set(["world.p=50"])).world.p == 50
     assert load_config("default", parse_set(["world.p=211", "world.digits=3"])).world.p == 211
     with pytest.raises(ConfigError, match=r"world\.p=211 with world\.digits=2: .* world\.digits >= 3"):
-        load_config("default", parse_set(["world.p=211"]))  # 100-210 would be three digit tokens, the rest two
+        load_config("default", parse_set(["world.p=211", "world.digits=2"]))  # 100-210 would be three digit tokens, the rest two
 
 
 def test_grpo_prints_run_folder_and_evaluate_writes_pass1(smoke_store, capsys):
@@ -61,7 +61,7 @@ def test_clear_errors(smoke_store, capsys, tmp_path):
 
 
 def test_groups_writes_a_file_that_sft_reads(smoke_store, capsys, tmp_path):
-    from unlearnability.groups import GROUPS
+    from unlearnability.evaluation.groups import GROUPS
     from unlearnability.train.sft import read_groups
 
     out = tmp_path / "groups.csv"

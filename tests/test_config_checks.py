@@ -88,7 +88,7 @@ def test_every_field_has_help_text_from_its_comment():
 
 
 def test_a_range_error_quotes_the_fields_help_and_unlearn_config_prints_it(capsys):
-    from unlearnability import cli
+    from unlearnability.cli import main as cli
 
     with pytest.raises(ConfigError, match=r"grpo.top_p=2.0: must be in \(0, 1\] \(grpo.top_p: nucleus sampling"):
         load_config("default", {"grpo": {"top_p": 2}})

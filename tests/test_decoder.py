@@ -7,9 +7,14 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from unlearnability.config import ConfigError, ModelConfig, load_config
-from unlearnability.decoder import FastSampler, make_sampler, supports, unsupported_reason
-from unlearnability.model import build_model
-from unlearnability.sampling import SamplingParams, TorchSampler
+from unlearnability.policy.decoder import (
+    FastSampler,
+    make_sampler,
+    supports,
+    unsupported_reason,
+)
+from unlearnability.policy.model import build_model
+from unlearnability.policy.sampling import SamplingParams, TorchSampler
 from unlearnability.world import build_tokenizer
 
 TOK = build_tokenizer(11)
@@ -267,7 +272,7 @@ def test_cuda_matches_transformers():
 
 
 def test_experiment_sampler_follows_the_config(tiny_model):
-    from unlearnability import experiment
+    from unlearnability.pipeline import experiment
 
     folder, tok = tiny_model
     assert type(experiment.make_sampler("torch", folder, tok)) is FastSampler

@@ -4,9 +4,11 @@ cache name carries it so evaluations drawn with the old shared seed are not reus
 
 from pathlib import Path
 
-from unlearnability import experiment, runs
 from unlearnability.config import load_config
-from unlearnability.experiment import SCORING_VERSION, eval_seed
+from unlearnability.data.reward import SCORING_VERSION
+from unlearnability.pipeline import experiment
+from unlearnability.pipeline.experiment import eval_seed
+from unlearnability.store import runs
 
 
 def test_eval_seed_is_stable_and_distinct():

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from unlearnability.analysis import forecast as fc
-from unlearnability.cli import main
+from unlearnability.cli.main import main
 
 # ----------------------------------------------------------------------------- hand-built tables
 

@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from unlearnability.analysis.gradients import (
+    average_similarity,
+    cosine_matrix,
+    example_gradient,
+    group_pair_means,
+    lora_params,
+    lora_policy,
+    sample_per_group,
+)
 from unlearnability.config import GradientConfig
-from unlearnability.gradients import (average_similarity, cosine_matrix, example_gradient, group_pair_means,
-                                      lora_params, lora_policy, sample_per_group)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +65,7 @@ def test_sample_per_group_is_seeded():
 
 
 def test_permutation_test():
-    from unlearnability.gradients import permutation_test
+    from unlearnability.analysis.gradients import permutation_test
 
     vals = np.array([0.0, 0.1, 0.0, 1.0, 1.1, 0.9, 1.0, 1.2])
     gap, p = permutation_test(vals, np.array([1, 1, 1, 0, 0, 0, 0, 0]), n=2000)
@@ -68,7 +75,12 @@ def test_permutation_test():
 
 
 def test_full_parameter_gradients_and_matrix_agreement(tiny_dir):
-    from unlearnability.gradients import full_policy, matrix_agreement, spearman, upper_pairs
+    from unlearnability.analysis.gradients import (
+        full_policy,
+        matrix_agreement,
+        spearman,
+        upper_pairs,
+    )
 
     d, tok = tiny_dir
     g = GradientConfig()

@@ -1,7 +1,13 @@
 import pandas as pd
 
-from unlearnability.groups import (chance_threshold, classify, combine_seeds, switches, table1,
-                                   training_positives)
+from unlearnability.evaluation.groups import (
+    chance_threshold,
+    classify,
+    combine_seeds,
+    switches,
+    table1,
+    training_positives,
+)
 
 
 def hist(rows):

@@ -4,13 +4,18 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearnability import history, runs
 from unlearnability.config import load_config
-from unlearnability.grpo import (PromptStream, group_advantages, kl_penalty, policy_loss, token_mean,
-                                 train_grpo)
-from unlearnability.pretrain import ensure_base_model
-from unlearnability.tasks import load_task
-
+from unlearnability.data.tasks import load_task
+from unlearnability.store import history, runs
+from unlearnability.train.base import ensure_base_model
+from unlearnability.train.grpo import (
+    PromptStream,
+    group_advantages,
+    kl_penalty,
+    policy_loss,
+    token_mean,
+    train_grpo,
+)
 
 # ----------------------------------------------------------------------------- hand-computed pieces
 
@@ -130,8 +135,8 @@ def test_one_update_per_step_skips_the_old_policy_forward_and_matches_it(tiny_mo
     them detached (no separate forward), and they equal what the separate forward gives."""
     import dataclasses
 
-    from unlearnability import grpo
-    from unlearnability.model import load_model
+    from unlearnability.policy.model import load_model
+    from unlearnability.train import grpo
 
     folder, tok = tiny_model
     g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=2, ppo_epochs=1,
@@ -160,7 +165,7 @@ def test_one_update_per_step_skips_the_old_policy_forward_and_matches_it(tiny_mo
 
 
 def test_length_buckets():
-    from unlearnability.grpo import length_buckets
+    from unlearnability.train.grpo import length_buckets
 
     assert length_buckets([5, 1, 3, 9, 2], 9) == [[1, 4, 2], [0], [3]]  # 3 rows x 3 tokens, then 5, then 9
     assert sorted(i for c in length_buckets([4] * 10, 16) for i in c) == list(range(10))
@@ -171,8 +176,8 @@ def test_loss_in_length_buckets_gives_the_same_update(tiny_model):
     """`loss_chunk_tokens`: the same token-mean loss over fewer padded tokens, so the same step."""
     import dataclasses
 
-    from unlearnability import grpo
-    from unlearnability.model import load_model
+    from unlearnability.policy.model import load_model
+    from unlearnability.train import grpo
 
     folder, tok = tiny_model
     g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=2, ppo_epochs=1)

@@ -5,11 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from unlearnability.analysis.interference import (batch_cosines, cosine, interference, split_gradients)
+from unlearnability.analysis.gradients import example_gradient, lora_policy
+from unlearnability.analysis.interference import (
+    batch_cosines,
+    cosine,
+    interference,
+    split_gradients,
+)
 from unlearnability.config import GradientConfig
-from unlearnability.gradients import example_gradient, lora_policy
-from unlearnability.problems import Problem
-from unlearnability.tasks import Task
+from unlearnability.data.tasks import Task
+from unlearnability.world.problems import Problem
 
 G = GradientConfig(lora_r=4, lora_alpha=8, rollouts=8, temperature=1.0, max_correct=3, seed=5)
 

@@ -5,7 +5,7 @@ import time
 import pandas as pd
 import pytest
 
-from unlearnability import ledger, runs
+from unlearnability.store import ledger, runs
 
 
 @pytest.fixture()

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from unlearnability.analysis.likelihood import per_example, per_group, rollout_logliks
-from unlearnability.model import load_model
-from unlearnability.problems import Problem
-from unlearnability.tasks import Task
+from unlearnability.data.tasks import Task
+from unlearnability.policy.model import load_model
+from unlearnability.world.problems import Problem
 
 
 @pytest.fixture(scope="module")

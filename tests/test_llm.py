@@ -11,10 +11,27 @@ import pandas as pd
 import pytest
 from llm_stub import Reply, StubServer
 
-from unlearnability.analysis.judge import (PROMPT_VERSION, JudgeCache, JudgeParseError, JudgeReport, checker_scorer,
-                                           judge_response, judge_scorer, judge_table, parse_judge_reply, score_fn)
-from unlearnability.backends.llm import LLMConfig, LLMError, chat, chat_many, parse_json_reply, redact
-from unlearnability.problems import Problem
+from unlearnability.analysis.judge import (
+    PROMPT_VERSION,
+    JudgeCache,
+    JudgeParseError,
+    JudgeReport,
+    checker_scorer,
+    judge_response,
+    judge_scorer,
+    judge_table,
+    parse_judge_reply,
+    score_fn,
+)
+from unlearnability.backends.llm import (
+    LLMConfig,
+    LLMError,
+    chat,
+    chat_many,
+    parse_json_reply,
+    redact,
+)
+from unlearnability.world.problems import Problem
 
 SECRET = "sk-test-SECRET123"
 
@@ -202,7 +219,7 @@ def test_judge_table(server, key, tmp_path):
 
 
 def test_judge_cli(server, key, tmp_path, capsys):
-    from unlearnability.cli import main
+    from unlearnability.cli.main import main
 
     srv = server(judge_stub)
     (tmp_path / "problems.jsonl").write_text(json.dumps({"problem": PROBLEM.question, "answer": "5",
@@ -221,7 +238,7 @@ def test_judge_cli(server, key, tmp_path, capsys):
 
 def test_prompts_fill_in_one_pass():
     from unlearnability.analysis.judge import judge_messages
-    from unlearnability.world.llm_augment import generation_messages
+    from unlearnability.backends.llm_augment import generation_messages
 
     tricky = Problem("t", "Say {answer} and {response} literally", "42")
     text = judge_messages(tricky, "resp {question}")[0]["content"]
@@ -284,7 +301,7 @@ def write_inputs(path):
 
 
 def test_augment_end_to_end_and_resume(server, key, tmp_path, capsys):
-    from unlearnability.world.llm_augment import augment_file
+    from unlearnability.backends.llm_augment import augment_file
 
     srv = server(aug_stub)
     inputs, out = write_inputs(tmp_path / "in.jsonl"), tmp_path / "aug"
@@ -323,7 +340,7 @@ def test_augment_end_to_end_and_resume(server, key, tmp_path, capsys):
 
 
 def test_augment_cli(server, key, tmp_path, capsys):
-    from unlearnability.cli import main
+    from unlearnability.cli.main import main
 
     srv = server(aug_stub)
     inputs, out = write_inputs(tmp_path / "in.jsonl"), tmp_path / "cli-aug"

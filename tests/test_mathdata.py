@@ -8,10 +8,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from unlearnability import mathdata
 from unlearnability.config import DataConfig, load_config
-from unlearnability.mathdata import (LEVELS, apply_template, load_math500, load_math_file, load_problems,
-                                     split_train_valid)
+from unlearnability.data import mathdata
+from unlearnability.data.mathdata import (
+    LEVELS,
+    apply_template,
+    load_math500,
+    load_math_file,
+    load_problems,
+    split_train_valid,
+)
 
 MATH500 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math500" / "test.jsonl"
 
@@ -161,7 +167,7 @@ def test_paper_presets(name, hub, source, levels, template, lr, max_new):
 
 
 def test_own_problem_jsonl_round_trip(tmp_path):
-    from unlearnability.problems import write_jsonl
+    from unlearnability.world.problems import write_jsonl
     probs = load_math500(str(MATH500))
     write_jsonl(probs, tmp_path / "cached.jsonl")  # a local cache of hub data, as the book page shows
     _same(load_math_file(str(tmp_path / "cached.jsonl"), "test"), probs)

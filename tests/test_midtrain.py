@@ -6,13 +6,22 @@ from collections import Counter
 
 import pytest
 
-from unlearnability import config, experiment, gradients, midtrain, runs
-from unlearnability.analysis import midtraining
+from unlearnability import config
+from unlearnability.analysis import gradients, midtraining
 from unlearnability.config import MidtrainConfig, load_config
-from unlearnability.midtrain import (ensure_midtrained, midtrain_dir, midtraining_problems,
-                                     midtraining_stream, resolve_mixture, without_midtrain)
-from unlearnability.pretrain import ensure_base_model, final_styles, without_anneal
-from unlearnability.tasks import load_task
+from unlearnability.data.tasks import load_task
+from unlearnability.pipeline import experiment
+from unlearnability.store import runs
+from unlearnability.train import base, midtrain
+from unlearnability.train.base import ensure_base_model, ensure_midtrained
+from unlearnability.train.midtrain import (
+    midtrain_dir,
+    midtraining_problems,
+    midtraining_stream,
+    resolve_mixture,
+    without_midtrain,
+)
+from unlearnability.train.pretrain import final_styles, without_anneal
 
 TINY = {"tokens": 3000, "warmup_steps": 2}  # a few optimizer steps on the smoke model
 
@@ -20,12 +29,14 @@ TINY = {"tokens": 3000, "warmup_steps": 2}  # a few optimizer steps on the smoke
 def test_new_fields_keep_existing_cache_keys():
     # the default preset: an annealed base (its first phase keeps the key it had before the anneal landed)
     # GRPO keys changed once on purpose when grpo/eval/gradients.decoder arrived (the fast decoder draws a
-    # new random stream: runs sampled with the old one are not reused); base-model keys did not
-    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "ccccc0df951b"
-    assert runs.base_dir(load_config("default")).name == "b07f4354cea4"
-    assert runs.base_dir(without_anneal(load_config("default"))).name == "dafb2b26db0b"
+    # new random stream: runs sampled with the old one are not reused); base-model keys did not. The
+    # default preset itself changed to testbed v3 (answers mod 1000, tiers 1-4, 256 problems, k = 128):
+    # its keys below are v3's
+    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "4e0c64bd75af"
+    assert runs.base_dir(load_config("default")).name == "23e0c760fe46"
+    assert runs.base_dir(without_anneal(load_config("default"))).name == "843d907c8d92"
     assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1, "loss_chunk_tokens": None},
-                                                 "pretrain": {"anneal_styles": None}})).name == "3eba632295e8"
+                                                 "pretrain": {"anneal_styles": None}})).name == "7861199700a6"
     assert runs.base_dir(load_config("smoke")).name == "027a3c41fc44"  # smoke.yaml: a final phase too
     assert runs.base_dir(without_anneal(load_config("smoke"))).name == "9d7970db8806"
     assert runs.grpo_dir(load_config("smoke")).name == "d6c508a18a8c"  # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512
@@ -34,9 +45,9 @@ def test_new_fields_keep_existing_cache_keys():
     # spelled out at their defaults: the same keys
     same = load_config("default", {"grpo": {"seed": 1}, "midtrain": {"tokens": MidtrainConfig().tokens},
                                    "data": {"augment": None}})
-    assert runs.grpo_dir(same).name == "ccccc0df951b"
+    assert runs.grpo_dir(same).name == "4e0c64bd75af"
     on = load_config("default", {"midtrain": {"mixture": "hybrid"}})
-    assert runs.base_dir(on).name == "b07f4354cea4"  # the pretrained model it starts from
+    assert runs.base_dir(on).name == "23e0c760fe46"  # the pretrained model it starts from
     assert on.section_hash() != load_config("default").section_hash()
     assert config.config_from_dict(on.to_dict()).section_hash() == on.section_hash()
 
@@ -50,7 +61,8 @@ def _shares(world, mix, n=600):
 
 
 def test_mixtures_shift_the_tier_and_skill_distribution():
-    world = load_config("default").world  # tiers 1-6; mul_c rare (0.15), mul unseen
+    world = load_config("default", {"world": {"tiers": [1, 2, 3, 4, 5, 6], "coverage": {
+        "add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 0.15, "mul": 0.0}}}).world  # mul_c rare, mul unseen
     mixes = {name: resolve_mixture(world, MidtrainConfig(mixture=name)) for name in midtrain.MIXTURES}
     assert mixes["long"].tiers == {1: 0, 2: 0, 3: 0, 4: 4, 5: 5, 6: 6} and mixes["long"].styles["worked"] == 1.0
     assert mixes["hybrid"].skills["mul_c"] == 1.0 and mixes["pretrain"].skills["mul_c"] == 0.15
@@ -170,11 +182,11 @@ def test_anneal_is_a_cached_final_phase_equal_to_midtraining_on_the_pretrain_mix
     on_top = load_config("smoke", {"pretrain": {"anneal_styles": styles, "anneal_tokens": 3000},
                                    "midtrain": {"mixture": "pretrain", **TINY}})
     seen = {}
-    monkeypatch.setattr(midtrain, "_midtrain", lambda c, base, f, mix, q: seen.update(base=base, mix=mix) or f)
+    monkeypatch.setattr(base, "midtrain_phase", lambda c, base, f, mix, q: seen.update(base=base, mix=mix) or f)
     ensure_midtrained(on_top)
     assert seen["base"] == folder and seen["mix"].styles == styles
     # the matched control turns every phase's extra styles off
-    control = load_config("smoke", experiment.merge_overrides(
+    control = load_config("smoke", config.merge_overrides(
         {"pretrain": {"anneal_styles": styles}}, experiment.control_overrides()))
     assert control.pretrain.anneal_styles is None and control.world.styles == {"worked": 1.0}
     with pytest.raises(ValueError, match="pretrain.anneal_styles"):

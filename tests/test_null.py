@@ -4,10 +4,10 @@ answer is known: a world where nothing changes lands inside it, one where RL lea
 import numpy as np
 import pandas as pd
 import pytest
-
 from simulated import training_history
-from unlearnability import groups as G
-from unlearnability.analysis import null as N
+
+from unlearnability.evaluation import groups as G
+from unlearnability.evaluation import null as N
 
 TIER_RATES = np.array([0.255, 0.108, 0.057, 0.027, 0.017, 0.019])  # the audit's base pass@1 by tier
 K = 32
@@ -119,7 +119,7 @@ def test_verdict_and_compare_are_pure():
 
 
 def test_v3_targets_read_the_null_and_the_regime():
-    from unlearnability.analysis.calibration import agreement, targets_v3
+    from unlearnability.evaluation.calibration import agreement, targets_v3
 
     v = {1: {"before": 0.2, "after": 0.3, "change": 0.1, "se": 0.01, "n": 256},
          42: {"before": 0.2, "after": 0.22, "change": 0.02, "se": 0.01, "n": 256}}

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-
 from simulated import training_history
-from unlearnability import groups as G
-from unlearnability.analysis import calibration as cal
-from unlearnability.analysis import null as N
+
+from unlearnability.evaluation import calibration as cal
+from unlearnability.evaluation import groups as G
+from unlearnability.evaluation import null as N
 
 TIER_RATES = np.array([0.255, 0.108, 0.057, 0.027, 0.017, 0.019])
 K = 32
@@ -153,7 +153,7 @@ def test_simulate_rates_from_known_rates():
 
 
 def test_membership_counts_groups_by_knob_with_row_percents():
-    from unlearnability.groups import membership
+    from unlearnability.evaluation.groups import membership
 
     t = pd.DataFrame({"tier": [1, 1, 1, 2], "coupled_skill": ["mul_c", "", "", "mul_c"],
                       "group": ["easy", "learnable", "learnable", "no_reward"]})

@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from unlearnability import book, ledger, plan
+from unlearnability.book import build as book
+from unlearnability.book import plan
+from unlearnability.store import ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION3 = "unlearnable-examples"
@@ -180,7 +182,7 @@ PARAMS = {"ablation_seeds": []}  # the §3 chapter without its matched control (
 def section3_stores(tmp_path_factory, smoke_store):
     """The §3 plan made twice from the same base model: workers=1 (store A) and workers=2 (store B)."""
     from unlearnability.config import load_config
-    from unlearnability.pretrain import ensure_base_model
+    from unlearnability.train.base import ensure_base_model
 
     with plan._one_core():  # (one thread: several times faster than two on the smoke model)
         base = Path(ensure_base_model(load_config("smoke")))  # shared by the session's smoke tests

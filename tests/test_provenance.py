@@ -11,7 +11,9 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell
 
-from unlearnability import book, provenance
+from unlearnability.book import build as book
+from unlearnability.book import chapters as book_chapters
+from unlearnability.book import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +38,7 @@ def make_root(root: Path, chapters: dict[str, list[str]]) -> None:
     (lib / "stats.py").write_text("RULE = 1\n")
 
 
-SAVE = "from unlearnability import book\nbook.save_results({'verdict': {'claim': 'x', 'holds': True, 'p': 0.03}})"
+SAVE = "from unlearnability.book import notebook\nnotebook.save_results({'verdict': {'claim': 'x', 'holds': True, 'p': 0.03}})"
 
 
 def edit_cell(source: Path, index: int, text: str) -> None:
@@ -102,7 +104,7 @@ def test_other_profiles_and_parameters_never_overwrite_the_committed_book(tmp_pa
     assert provenance.read(custom)["parameters"] == {"tau": 0.3}
     # a smoke chapter copied over the committed book by hand is refused by the site build
     shutil.copy(smoke, tmp_path / "book" / "alpha.ipynb")
-    with pytest.raises(book.ChapterError, match="not the default book's: executed with profile 'smoke'"):
+    with pytest.raises(book_chapters.ChapterError, match="not the default book's: executed with profile 'smoke'"):
         book.build_site(tmp_path)
     assert provenance.foreign(provenance.read(custom)) == "executed with parameters {'tau': 0.3}"
 
@@ -128,7 +130,7 @@ def test_committed_chapters_are_the_default_books():
 
 def test_book_prepares_the_stale_chapters_artifacts_on_workers_first(tmp_path, store, monkeypatch):
     """--workers 2: plan.prepare gets exactly the chapters about to execute, before they execute."""
-    from unlearnability import plan
+    from unlearnability.book import plan
 
     calls = []
     monkeypatch.setattr(plan, "prepare", lambda names, profile, params, workers, root: calls.append(

@@ -6,12 +6,11 @@ import random
 import pandas as pd
 import pytest
 import torch
-
-from unlearnability import history
-from unlearnability.grpo import REPLAY_FILE, group_advantages, train_grpo
-from unlearnability.train.replay import ReplayBuffer, downsample
-
 from test_grpo import smoke_run
+
+from unlearnability.store import history
+from unlearnability.train.grpo import REPLAY_FILE, group_advantages, train_grpo
+from unlearnability.train.replay import ReplayBuffer, downsample
 
 
 def draw(rewards):

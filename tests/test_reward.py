@@ -6,8 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from unlearnability.reward import (REASONS, count_reasons, cut_at_end, extract_answer, last_boxed,
-                                   math_reward, math_reward_detail)
+from unlearnability.data.reward import (
+    REASONS,
+    count_reasons,
+    cut_at_end,
+    extract_answer,
+    last_boxed,
+    math_reward,
+    math_reward_detail,
+)
 
 MATH500 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "math500" / "test.jsonl"
 

@@ -5,7 +5,7 @@ import time
 
 import pandas as pd
 
-from unlearnability import history, runs
+from unlearnability.store import history, runs
 
 
 def test_truncate_after_drops_a_partial_last_line(tmp_path):

@@ -3,8 +3,8 @@ import math
 import torch
 
 from unlearnability.config import ModelConfig
-from unlearnability.model import build_model
-from unlearnability.sampling import SamplingParams, TorchSampler, sample_next
+from unlearnability.policy.model import build_model
+from unlearnability.policy.sampling import SamplingParams, TorchSampler, sample_next
 from unlearnability.world import build_tokenizer
 
 TOK = build_tokenizer(11)

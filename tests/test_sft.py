@@ -4,15 +4,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from unlearnability import runs
-from unlearnability.cli import main
+from unlearnability.cli.main import main
 from unlearnability.config import ConfigError, load_config
-from unlearnability.pretrain import ensure_base_model
-from unlearnability.tasks import Task, load_task
+from unlearnability.data.tasks import Task, load_task
+from unlearnability.store import runs
 from unlearnability.train import sft as sft_mod
-from unlearnability.train.sft import (SFTConfig, file_responses, read_sft_eval, run_sft, scale_counts,
-                                      select_examples, sft_config, train_sft)
-from unlearnability.train.sft import testbed_responses as worked_responses  # (no "test" prefix: not a test)
+from unlearnability.train.base import ensure_base_model
+from unlearnability.train.sft import (
+    SFTConfig,
+    file_responses,
+    read_sft_eval,
+    run_sft,
+    scale_counts,
+    select_examples,
+    sft_config,
+    train_sft,
+)
+from unlearnability.train.sft import (
+    testbed_responses as worked_responses,  # (no "test" prefix: not a test)
+)
 from unlearnability.world import check_steps, exact_reward, graph_of, train_valid_split
 
 # ----------------------------------------------------------------------------- pure pieces

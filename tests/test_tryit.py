@@ -2,9 +2,10 @@
 
 import pandas as pd
 
-from unlearnability import book, runs
+from unlearnability.book import chapters
+from unlearnability.book.tryit import Try, TryIt, command, seeded, store_times
 from unlearnability.config import load_config
-from unlearnability.tryit import Try, TryIt, command, seeded, store_times
+from unlearnability.store import runs
 
 
 def fake_run(overrides, seconds_per_step):
@@ -54,11 +55,11 @@ def test_commands_parse_back_into_the_same_parameters():
     assert cmd == "unlearn chapter testbed --profile default -p 'world.styles={worked: 1.0}' -p 'seeds=[1, 42]' -p tau=0.2"
     import shlex
     items = [a for a in shlex.split(cmd)[5:] if a != "-p"]
-    assert book.parse_overrides(items) == {"seeds": [1, 42], "tau": 0.2, "overrides": {"world": {"styles": {"worked": 1.0}}}}
+    assert chapters.parse_overrides(items) == {"seeds": [1, 42], "tau": 0.2, "overrides": {"world": {"styles": {"worked": 1.0}}}}
 
 
 def test_the_box_says_what_this_chapter_cost_from_an_empty_store(store, tmp_path, monkeypatch):
-    from unlearnability import ledger
+    from unlearnability.store import ledger
 
     path = tmp_path / "ledger.tsv"
     monkeypatch.setenv(ledger.ENV, str(path))

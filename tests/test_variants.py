@@ -3,10 +3,13 @@
 import pandas as pd
 import pytest
 
-from unlearnability import config, experiment, runs
-from unlearnability.config import GRPOConfig, load_config
-from unlearnability.experiment import merge_overrides
-from unlearnability.tasks import load_task
+from unlearnability import config
+from unlearnability.config import GRPOConfig, load_config, merge_overrides
+from unlearnability.data.tasks import load_task
+from unlearnability.pipeline import experiment
+from unlearnability.store import runs
+from unlearnability.train.base import ensure_base_model
+from unlearnability.train.grpo import checkpoint_dir
 
 
 def test_late_fields_stay_out_of_the_cache_key_at_their_default():
@@ -34,7 +37,7 @@ def test_merge_overrides_is_deep_and_left_to_right():
 
 def test_train_ids_subset_and_errors(smoke_store):
     cfg = load_config("smoke")
-    base = experiment.ensure_base_model(cfg)
+    base = ensure_base_model(cfg)
     full = load_task(cfg, base)
     ids = [full.train[3].id, full.train[0].id]
     sub = load_task(load_config("smoke", {"data": {"train_ids": ids}}), base)
@@ -48,7 +51,7 @@ def test_train_ids_subset_and_errors(smoke_store):
 def test_evaluate_on_ids_and_checkpoint_near(smoke_store):
     run = experiment.run_grpo(load_config("smoke", {"grpo": {"steps": 4, "checkpoint_every": 2}}))
     cfg = experiment.load_run_config(run)
-    task = load_task(cfg, experiment.ensure_base_model(cfg))
+    task = load_task(cfg, ensure_base_model(cfg))
     ids = [task.train[5].id, task.train[1].id]
     path = experiment.evaluate_checkpoint(run, 4, ids=ids)
     t = experiment.read_eval(path)
@@ -62,7 +65,7 @@ def test_evaluate_on_ids_and_checkpoint_near(smoke_store):
 
 def test_curriculum_two_stages(smoke_store):
     cfg = load_config("smoke")
-    task = load_task(cfg, experiment.ensure_base_model(cfg))
+    task = load_task(cfg, ensure_base_model(cfg))
     ids = [p.id for p in task.train]
     group_of = pd.Series({i: ("unlearnable" if k < 3 else "easy") for k, i in enumerate(ids)})
     cur = experiment.curriculum("smoke", {"grpo": {"valid_every": 0}}, group_of, seed=1, stage1_steps=2, stage2_steps=2)
@@ -70,7 +73,7 @@ def test_curriculum_two_stages(smoke_store):
     assert not set(c1.data.train_ids) & set(cur.unlearnable) and len(c1.data.train_ids) == len(ids) - 3
     assert c2.data.train_ids == cur.unlearnable + cur.mixed_in and len(cur.mixed_in) == 3
     assert set(cur.mixed_in) <= set(c1.data.train_ids)
-    assert c2.grpo.init_from == str(experiment.checkpoint_dir(cur.stage1, 2))
+    assert c2.grpo.init_from == str(checkpoint_dir(cur.stage1, 2))
     # stage 2's step 0 is stage 1's last checkpoint, not the base model
     t0 = experiment.read_eval(experiment.evaluate_checkpoint(cur.stage2, 0, ids=cur.unlearnable))
     assert str(cur.stage2) in str(experiment.evaluate_checkpoint(cur.stage2, 0, ids=cur.unlearnable))

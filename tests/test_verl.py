@@ -17,11 +17,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from unlearnability.backends import verl
-from unlearnability.cli_verl import add_verl_commands
+from unlearnability.cli.verl import add_verl_commands
 from unlearnability.config import load_config
-from unlearnability.history import HISTORY_COLUMNS, read_history, read_validation
-from unlearnability.mathdata import apply_template
-from unlearnability.reward import math_reward
+from unlearnability.data.mathdata import apply_template
+from unlearnability.data.reward import math_reward
+from unlearnability.store.history import HISTORY_COLUMNS, read_history, read_validation
 
 REPO = Path(__file__).resolve().parents[1]
 MATH500 = REPO.parent / "shared" / "data" / "math500" / "test.jsonl"
@@ -171,7 +171,9 @@ def test_run_script_passes_every_override(exported, verl_defaults, tmp_path):
 
 
 def test_chat_template_renders_the_library_prompt():
-    from jinja2.sandbox import ImmutableSandboxedEnvironment  # as transformers renders chat templates
+    from jinja2.sandbox import (
+        ImmutableSandboxedEnvironment,  # as transformers renders chat templates
+    )
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     tpl = env.from_string(verl.CHAT_TEMPLATE)
     text = apply_template("question-answer", "What is $1+1$?")
@@ -301,8 +303,8 @@ def test_cli_help(argv, capsys):
 
 
 def test_duplicate_prompts_go_to_the_first_example(tmp_path):
-    from unlearnability.mathdata import load_math500
-    from unlearnability.problems import Problem
+    from unlearnability.data.mathdata import load_math500
+    from unlearnability.world.problems import Problem
     probs = [p for p in load_math500(str(MATH500)) if p.meta["level"] <= 4][:20]  # the fixture's problems
     twin = Problem(id="copy-of-first", question=probs[0].question, answer=probs[0].answer)
     out = tmp_path / "export"

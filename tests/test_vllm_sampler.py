@@ -10,7 +10,7 @@ from types import SimpleNamespace as NS
 import pytest
 
 from unlearnability.backends import vllm_sampler as vs
-from unlearnability.sampling import SamplingParams
+from unlearnability.policy.sampling import SamplingParams
 
 
 def test_missing_vllm_names_the_gpu_extra(monkeypatch):

@@ -3,9 +3,18 @@ import random
 import pytest
 
 from unlearnability.config import WorldConfig
-from unlearnability.world import (build_tokenizer, check_steps, exact_reward, extract_answer, graph_of,
-                                  load_tokenizer, pretraining_stream, similar_problems, subproblems,
-                                  train_valid_split)
+from unlearnability.world import (
+    build_tokenizer,
+    check_steps,
+    exact_reward,
+    extract_answer,
+    graph_of,
+    load_tokenizer,
+    pretraining_stream,
+    similar_problems,
+    subproblems,
+    train_valid_split,
+)
 from unlearnability.world.generator import apply_op, evaluate, make_graph
 
 

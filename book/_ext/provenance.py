@@ -1,14 +1,14 @@
 """Sphinx extension: each executed chapter says where it came from, and whether it is stale.
 
 - At the top of every page rendered from an executed notebook (`book/NAME.ipynb`), a line from
-  the provenance the runner recorded (`unlearnability.provenance`): the commit, date, profile,
+  the provenance the runner recorded (`unlearnability.book.provenance`): the commit, date, profile,
   parameters, wall time, threads and cold-store cost; and, when the notebook, the resolved
   preset or a library file changed since, a notice naming what changed.
 - The directive `{execution-status}` (used by `book/execution.md`) renders one table row per
   chapter with the same fields, like an execution-status page.
 
 Freshness is judged against the project the book was built from: `$UNLEARN_PROJECT_ROOT`
-(set by `unlearnability.book.build_site`), else the checkout the library is installed from.
+(set by `unlearnability.book.build.build_site`), else the checkout the library is installed from.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _project_root() -> Path:
 
 def _status(srcdir: Path, name: str) -> tuple[dict | None, list[str]]:
     """(provenance block, stale reasons) of the executed chapter `name` in this build's source."""
-    from unlearnability import provenance
+    from unlearnability.book import provenance
 
     block = provenance.read(srcdir / "book" / f"{name}.ipynb")
     source = _project_root() / "notebooks" / f"{name}.ipynb"
@@ -41,7 +41,7 @@ def _status(srcdir: Path, name: str) -> tuple[dict | None, list[str]]:
 
 def _banner(app, pagename, templatename, context, doctree) -> None:
     """Prepend the provenance line (and a stale notice) to an executed chapter's page body."""
-    from unlearnability import provenance
+    from unlearnability.book import provenance
 
     srcdir = Path(app.srcdir)
     if not pagename.startswith("book/") or not (srcdir / f"{pagename}.ipynb").is_file():
@@ -59,11 +59,11 @@ class ExecutionStatus(SphinxDirective):
     """`{execution-status}`: a table of every executed chapter's provenance and freshness."""
 
     def run(self):
-        from unlearnability import book, provenance
+        from unlearnability.book.chapters import list_chapters
 
         srcdir = Path(self.env.srcdir)
         rows = []
-        for ch in book.list_chapters(_project_root()):
+        for ch in list_chapters(_project_root()):
             if ch.kind != "notebook":
                 continue
             block, reasons = _status(srcdir, ch.name)

@@ -1,6 +1,6 @@
 """Sphinx extension: draw the book's altair charts with no network.
 
-Altair's HTML output (the "universal" template, what `unlearnability.charts.setup()` selects)
+Altair's HTML output (the "universal" template, what `unlearnability.book.charts.setup()` selects)
 loads vega, vega-lite and vega-embed from a CDN, unless the page already defines a global
 `VEGA_DEBUG` whose `vega_version`, `vegalite_version` and `vegaembed_version` equal the
 versions altair asks for; then it calls the global `vegaEmbed` directly.

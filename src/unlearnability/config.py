@@ -203,9 +203,9 @@ class GradientConfig:
 
 @dataclass
 class MidtrainConfig:
-    """Mid-training (paper §5.4, OctoThinker; `midtrain.py`): continued pretraining of the base
+    """Mid-training (paper §5.4, OctoThinker; `train.midtrain`): continued pretraining of the base
     model on worked solutions weighted toward the tiers and skills hard problems need. Off while
-    `mixture` is null; when set, `pretrain.ensure_base_model` returns the mid-trained model, so
+    `mixture` is null; when set, `train.base.ensure_base_model` returns the mid-trained model, so
     GRPO, pass@k and the gradient analyses of that config start from it."""
 
     mixture: str | None = None  # null = off; a name in midtrain.MIXTURES: hybrid | long | pretrain
@@ -572,3 +572,13 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     cfg = _merge(Config(), d, "config")
     check_config(cfg)
     return cfg
+
+
+def merge_overrides(*layers: dict | None) -> dict:
+    """Nested dicts merged left to right: merge_overrides({"grpo": {"lr": 1}}, {"grpo": {"seed": 2}})
+    == {"grpo": {"lr": 1, "seed": 2}}."""
+    out: dict = {}
+    for layer in layers:
+        for k, v in (layer or {}).items():
+            out[k] = merge_overrides(out.get(k), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

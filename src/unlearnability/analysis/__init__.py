@@ -1,6 +1,6 @@
-"""Analyses of runs and policies, one question per module:
+"""Stage 9, analyses of runs and policies, one question per module:
 
-    calibration    is the testbed fit for the question (generalisation, seed agreement, styles)
+    gradients      per-example gradient similarity (§5.1) and the setup every policy analysis shares
     dynamics       per-group curves over training, and the measured verdict of an intervention
     likelihood     reference log-likelihood of correct rollouts (§4.2, Figure 3)
     interference   correct vs incorrect rollouts' gradients (A.3, Figure 16)
@@ -9,5 +9,5 @@
     augmentation   GRPO on augmented data; gradient similarity with own augmentations (§5.3, Figure 10)
     midtraining    gradient similarity of difficult examples, base vs mid-trained (§5.4, Figure 11)
 
-`calibration`, `dynamics` and `quality` are pure functions of run tables; `likelihood` and
+`dynamics` and `quality` are pure functions of run tables; `likelihood` and
 `interference` score or sample with a policy; `judge` calls an OpenAI-compatible server."""

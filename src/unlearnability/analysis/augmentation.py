@@ -40,9 +40,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import AUGMENT_DEFAULTS, AUGMENT_KINDS, check_augment, load_config, small_set_batch
-from ..problems import Problem
-from ..world.augment import augmentation_kind, augmentations
+from unlearnability.config import (
+    AUGMENT_DEFAULTS,
+    AUGMENT_KINDS,
+    check_augment,
+    load_config,
+    small_set_batch,
+)
+from unlearnability.policy.model import set_threads
+from unlearnability.world.augment import augmentation_kind, augmentations
+from unlearnability.world.problems import Problem
 
 # composition -> augmentation kinds (paper: similar, subproblems, both)
 COMPOSITIONS: dict[str, list[str]] = {"similar": ["similar"], "subproblem": ["subproblem"],
@@ -63,7 +70,10 @@ def augmentation_runs(profile: str, seeds: list[int], overrides: dict | None, id
                       seed: int = 0) -> dict[str, dict[int, Path]]:
     """Run (or reuse) GRPO on `ids` plus their augmentations, per composition and seed, with
     the profile's GRPO settings; {composition: {seed: run folder}}."""
-    from ..experiment import ensure_base_model, load_task, merge_overrides, variant_runs
+    from unlearnability.config import merge_overrides
+    from unlearnability.data.tasks import load_task
+    from unlearnability.pipeline.experiment import variant_runs
+    from unlearnability.train.base import ensure_base_model
 
     out = {}
     for comp in compositions:
@@ -109,14 +119,22 @@ def augmentation_gradients(study, group_of: pd.Series, sources: tuple[str, ...] 
     checkpoint. One row per example analysed: prompt_id, group (the source's), source_id,
     kind (original | similar | subproblem), rollouts, correct, kept, sim_train, sim_source
     (see `similarity_rows`). Cached under the run store's analysis/ by everything it uses."""
-    from ..experiment import _cached_table, analysis_setup, ensure_base_model, load_task
-    from ..gradients import cosine_matrix, example_gradients
+    from unlearnability.analysis.gradients import (
+        analysis_setup,
+        cosine_matrix,
+        example_gradients,
+    )
+    from unlearnability.data.tasks import load_task
+    from unlearnability.store.cache import cached_table
+    from unlearnability.train.base import ensure_base_model
 
     cfg = study.cfg
     spec = check_augment({"kinds": list(kinds or AUGMENT_KINDS), "n_similar": n_similar, "seed": aug_seed})
     g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
 
     def compute() -> pd.DataFrame:
+
+        set_threads()
         task = load_task(cfg, ensure_base_model(cfg))
         by_id = task.by_id()
         originals = [by_id[i] for i in chosen.index]
@@ -134,7 +152,7 @@ def augmentation_gradients(study, group_of: pd.Series, sources: tuple[str, ...] 
 
     key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()), "sources": list(sources),
            "augment": spec, "world": cfg.section_hash("world"), "max_new": cfg.eval.max_new_tokens}
-    return _cached_table("augment-gradients", key, compute)
+    return cached_table("augment-gradients", key, compute)
 
 
 def per_source_similarity(long: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,7 @@ Choices and simplifications (all ours; the paper has no such experiment):
   * Quality of the correct samples (NaN when an example has none): `score_mean` (step checker
     0-5, or whatever `score` column the samples carry, e.g. an LLM judge's), `exact_share`
     (exact worked solutions), `worked_share` (style "worked").
-  * Gradient similarity (LoRA, step 0, `experiment.gradient_matrix`): `grad_sim` = mean cosine
+  * Gradient similarity (LoRA, step 0, `analysis.gradients.gradient_matrix`): `grad_sim` = mean cosine
     with a *reference set of easy examples* (initial pass@1 > tau: an initial-policy fact),
     itself excluded; `grad_sim_all` = the paper's "average similarity" (mean cosine with every
     other analysed example; context only, not a model feature, since it depends on which
@@ -48,7 +48,7 @@ Choices and simplifications (all ours; the paper has no such experiment):
   * Reference log-likelihood `loglik` = mean over the example's correct samples of their
     per-token mean log-prob under the base model (`analysis.likelihood`). Source "samples"
     (default) scores the correct samples of the pass@k evaluation (label-free, cached);
-    "analysis" reads `experiment.reference_logliks` (the §4 analysis; same coverage caveat).
+    "analysis" reads `analysis.likelihood.reference_logliks` (the §4 analysis; same coverage caveat).
   * Metadata where known: testbed tier, depth, distractors, n_skills, coverage class (string
     `coverage`, and `coverage_level` 0 common / 1 rare / 2 unseen); MATH `level`.
   * Labels: among hard examples with a positive, 1 = unlearnable, 0 = learnable (3-seed
@@ -86,9 +86,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from unlearnability.policy.model import set_threads
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ..config import Config
-    from ..experiment import Study
+    from unlearnability.config import Config
+    from unlearnability.pipeline.experiment import Study
 
 COVERAGE_LEVEL = {"common": 0, "rare": 1, "unseen": 2}
 
@@ -159,7 +161,7 @@ def feature_table(ids, samples: pd.DataFrame, problems: pd.DataFrame | None = No
     out["k"] = g.size().reindex(idx).astype(int)
     out["positives"] = g["reward"].apply(lambda r: int((r > 0).sum())).reindex(idx).astype(int)
     out["pass@1"] = g["reward"].mean().reindex(idx).astype(float)
-    from ..evaluate import pass_at_k_estimate
+    from unlearnability.evaluation.evaluate import pass_at_k_estimate
 
     out["pass@4"] = [pass_at_k_estimate(k, c, 4) if k >= 4 else math.nan for k, c in zip(out["k"], out["positives"])]
 
@@ -204,7 +206,7 @@ def gradient_features(examples: pd.DataFrame, C: np.ndarray, reference) -> pd.Da
     """Per analysed example: grad_sim = mean cosine with the reference examples other than
     itself (NaN when there is none), grad_sim_all = mean cosine with every other example.
 
-    examples: prompt_id per row of C, in C's order (`experiment.gradient_matrix`'s table).
+    examples: prompt_id per row of C, in C's order (`analysis.gradients.gradient_matrix`'s table).
     C: cosine matrix (N, N). reference: prompt ids (those not analysed are ignored).
     Returns prompt_id, grad_sim, grad_sim_all (N rows).
     """
@@ -522,9 +524,14 @@ def calibration_table(y, p, bins: int = 5, strategy: str = "uniform") -> pd.Data
 def light_study(cfg: Config) -> Study:
     """A Study holding only what step-0 analyses need (cfg, training problems, the base
     model's pass@k table): for features without any GRPO run."""
-    from ..experiment import Study, evaluate_base, problem_table, read_eval
-    from ..pretrain import ensure_base_model
-    from ..tasks import load_task
+    from unlearnability.data.tasks import load_task
+    from unlearnability.pipeline.experiment import (
+        Study,
+        evaluate_base,
+        problem_table,
+        read_eval,
+    )
+    from unlearnability.train.base import ensure_base_model
 
     task = load_task(cfg, ensure_base_model(cfg))
     return Study(cfg=cfg, seeds=[cfg.grpo.seed], run_dirs={}, problems=problem_table(task.train),
@@ -533,7 +540,7 @@ def light_study(cfg: Config) -> Study:
 
 
 def _study(source) -> Study:
-    from ..experiment import Study
+    from unlearnability.pipeline.experiment import Study
 
     return source if isinstance(source, Study) else light_study(source)
 
@@ -556,15 +563,19 @@ def features(source, ids, split: str = "train", group_of: pd.Series | None = Non
     gradients: "targets" (label-free, one analysis over ids + easy references), "analysis"
         (the §5 analysis of `group_of`; coverage depends on the labels), or "none".
     loglik: "samples" (correct pass@k samples scored under the base model), "analysis"
-        (`experiment.reference_logliks(study, group_of)`), or "none".
+        (`analysis.likelihood.reference_logliks(study, group_of)`), or "none".
     sampler: "torch" or "vllm" for the pass@k evaluation (paper scale).
     gradient_overrides: e.g. {"rollouts": 64, "per_group": 50} (per_group = reference size).
     """
     import dataclasses
 
-    from .. import experiment as ex
-    from ..pretrain import ensure_base_model
-    from ..tasks import load_task
+    from unlearnability.analysis.gradients import gradient_matrix
+    from unlearnability.analysis.likelihood import reference_logliks
+    from unlearnability.data.reward import SCORING_VERSION
+    from unlearnability.data.tasks import load_task
+    from unlearnability.pipeline import experiment as ex
+    from unlearnability.store.cache import cached_table
+    from unlearnability.train.base import ensure_base_model
 
     for name, val, ok in (("gradients", gradients, ("targets", "analysis", "none")),
                           ("loglik", loglik, ("samples", "analysis", "none"))):
@@ -589,7 +600,7 @@ def features(source, ids, split: str = "train", group_of: pd.Series | None = Non
     if gradients != "none":
         g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
         if gradients == "analysis":
-            exs, C = ex.gradient_matrix(study, group_of, 0, gradient_overrides=gradient_overrides)
+            exs, C = gradient_matrix(study, group_of, 0, gradient_overrides=gradient_overrides)
             reference = exs.loc[exs["group"] == "easy", "prompt_id"]
         else:
             initial = ex.read_eval(ex.evaluate_base(cfg, "train", sampler=sampler))
@@ -598,24 +609,26 @@ def features(source, ids, split: str = "train", group_of: pd.Series | None = Non
             # "learnable" is a placeholder name for "asked for" (sample_per_group knows three names);
             # per_group is raised so that every id and every reference is analysed
             over = {**(gradient_overrides or {}), "per_group": max(len(ids), len(reference), 1)}
-            exs, C = ex.gradient_matrix(study, pseudo, 0, gradient_overrides=over)
+            exs, C = gradient_matrix(study, pseudo, 0, gradient_overrides=over)
         grads = gradient_features(exs, C, reference)
 
     logs = None
     if loglik == "analysis":
-        logs = ex.reference_logliks(study, group_of, 0, gradient_overrides=gradient_overrides)
+        logs = reference_logliks(study, group_of, 0, gradient_overrides=gradient_overrides)
     elif loglik == "samples":
         rows = samples[samples["prompt_id"].astype(str).isin(set(ids)) & (samples["reward"] > 0)]
         key = {"eval": str(eval_path), "reference": str(base), "ids": sorted(set(rows["prompt_id"].astype(str))),
-               "v": ex.SCORING_VERSION}
+               "v": SCORING_VERSION}
 
         def compute() -> pd.DataFrame:
-            from .likelihood import rollout_logliks
+
+            set_threads()
+            from unlearnability.analysis.likelihood import rollout_logliks
 
             t = task or load_task(cfg, base)
             return rollout_logliks(base, t, rows)
 
-        logs = ex._cached_table("forecast-loglik", key, compute) if len(rows) else None
+        logs = cached_table("forecast-loglik", key, compute) if len(rows) else None
     return feature_table(ids, samples, problems, grads, logs)
 
 
@@ -647,7 +660,7 @@ def screen(source, group_of: pd.Series, split: str = "train", scope: str = "hard
     forecast >= threshold, else "learnable").
     feature_kw: passed to `features` (gradients, loglik, sampler, gradient_overrides).
     """
-    from .. import experiment as ex
+    from unlearnability.pipeline import experiment as ex
 
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold={threshold}: a probability in [0, 1]")
@@ -695,15 +708,15 @@ def preset_labels(preset: str, overrides: dict | None = None, seeds: list[int] |
     """(source for `features`, group per prompt_id) for `unlearn screen`: from a groups csv
     (prompt_id, group; the preset's config is the source, no GRPO run) or from the §3 study of
     the preset (`experiment.baseline_study`, run or cached; 3-seed intersection groups)."""
-    from ..config import load_config
+    from unlearnability.config import load_config
 
     if groups_csv is not None:
-        from ..train.sft import read_groups
+        from unlearnability.train.sft import read_groups
 
         group_of = read_groups(groups_csv)
         return load_config(preset, overrides), group_of
-    from ..experiment import baseline_study
-    from ..groups import classify
+    from unlearnability.evaluation.groups import classify
+    from unlearnability.pipeline.experiment import baseline_study
 
     seeds = list(seeds or [1, 42, 37])
     study = baseline_study(preset, seeds, overrides)

@@ -43,12 +43,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..config import GradientConfig
-from ..decoder import make_sampler
-from ..gradients import rollout_gradient
-from ..problems import Problem
-from ..sampling import SamplingParams
-from ..tasks import Task
+from unlearnability.analysis.gradients import analysis_setup, rollout_gradient
+from unlearnability.config import GradientConfig
+from unlearnability.data.tasks import Task, load_task
+from unlearnability.pipeline.experiment import Study
+from unlearnability.policy.decoder import make_sampler
+from unlearnability.policy.model import set_threads
+from unlearnability.policy.sampling import SamplingParams
+from unlearnability.store.cache import cached_table
+from unlearnability.train.base import ensure_base_model
+from unlearnability.world.problems import Problem
 
 COLUMNS = ["prompt_id", "rollouts", "correct", "cos_within", "cos_batch"]
 
@@ -102,7 +106,7 @@ def interference(model_dir: str | Path, task: Task, problems: list[Problem], g: 
     Rollouts of batch b (problems[s: s + batch_prompts]) are sampled with seed g.seed + s, as
     in `gradients.example_gradients`; `rollouts` overrides g.rollouts. Deterministic given g.
     """
-    from ..gradients import lora_policy
+    from unlearnability.analysis.gradients import lora_policy
 
     n = g.rollouts if rollouts is None else rollouts
     model = lora_policy(model_dir, g)
@@ -125,3 +129,28 @@ def interference(model_dir: str | Path, task: Task, problems: list[Problem], g: 
             rows.append({"prompt_id": pid, "rollouts": k, "correct": c,
                          "cos_within": cosine(*sp) if sp is not None else math.nan, "cos_batch": cb})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def interference_at(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                    gradient_overrides: dict | None = None) -> pd.DataFrame:
+    """Correct vs incorrect rollouts' gradients (paper A.3, Figure 16) of up to
+    `gradients.per_group` examples per group, at the base model (step 0) or a seed's
+    checkpoint: prompt_id, group, rollouts, correct, cos_within, cos_batch."""
+    import dataclasses
+
+    from unlearnability.analysis.interference import interference
+
+    cfg = study.cfg
+    g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
+
+    def compute() -> pd.DataFrame:
+
+        set_threads()
+        task = load_task(cfg, ensure_base_model(cfg))
+        by_id = task.by_id()
+        df = interference(policy, task, [by_id[i] for i in chosen.index], g, cfg.eval.max_new_tokens)
+        return df.assign(group=df["prompt_id"].map(chosen))
+
+    key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
+           "max_new": cfg.eval.max_new_tokens}
+    return cached_table("interference", key, compute)

@@ -37,9 +37,18 @@ from typing import Any, Callable, Protocol
 
 import pandas as pd
 
-from ..backends.llm import LLMConfig, LLMError, chat, chat_many, make_client, parse_json_reply, redact, shorten
-from ..problems import Problem
-from ..runs import drop_partial_tail
+from unlearnability.backends.llm import (
+    LLMConfig,
+    LLMError,
+    chat,
+    chat_many,
+    make_client,
+    parse_json_reply,
+    redact,
+    shorten,
+)
+from unlearnability.store.runs import drop_partial_tail
+from unlearnability.world.problems import Problem
 
 JUDGE_PROMPT = """\
 You are grading the reasoning in a solution to a math problem. The solution's final answer \
@@ -139,7 +148,7 @@ def cache_key(cfg: LLMConfig, problem: Problem, response: str) -> str:
 
 def default_cache_path() -> Path:
     """$UNLEARN_HOME/judge/cache.jsonl (see runs.home)."""
-    from ..runs import home
+    from unlearnability.store.runs import home
 
     return home() / "judge" / "cache.jsonl"
 
@@ -312,7 +321,7 @@ class Scorer(Protocol):
 
 def checker_scorer() -> Scorer:
     """The testbed's exact step checker as a Scorer (a StepReport per response)."""
-    from ..world import check_steps, graph_of
+    from unlearnability.world import check_steps, graph_of
 
     def score(problem: Problem, response: str):
         return check_steps(graph_of(problem), response)

@@ -31,8 +31,14 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..grpo import Group, pad_groups, token_logprobs
-from ..tasks import Task
+from unlearnability.analysis.gradients import analysis_setup
+from unlearnability.data.reward import SCORING_VERSION
+from unlearnability.data.tasks import Task, load_task
+from unlearnability.pipeline.experiment import Study, make_sampler
+from unlearnability.policy.model import set_threads
+from unlearnability.store.cache import cached_table
+from unlearnability.train.base import ensure_base_model
+from unlearnability.train.grpo import Group, pad_groups, token_logprobs
 
 COLUMNS = ["prompt_id", "sample", "reward", "n_tokens", "mean_logp", "sum_logp"]
 
@@ -54,7 +60,7 @@ def sequence_logprobs(model, prompts: list[list[int]], responses: list[list[int]
 
 def _load(model_dir_or_model):
     if isinstance(model_dir_or_model, (str, Path)):
-        from ..model import default_device, load_model
+        from unlearnability.policy.model import default_device, load_model
 
         return load_model(model_dir_or_model).to(default_device())
     return model_dir_or_model
@@ -108,10 +114,45 @@ def per_group(per_example_df: pd.DataFrame, group_of: pd.Series, value: str = "m
     """Per group: examples, mean and sem (std with ddof 1 / sqrt(n); NaN below 2 examples) of
     `value` over its examples. group_of: group per prompt_id; examples it lacks are dropped.
     Groups in `groups.GROUPS` order, then any others by name."""
-    from ..groups import GROUPS
+    from unlearnability.evaluation.groups import GROUPS
 
     d = per_example_df.assign(group=per_example_df["prompt_id"].map(group_of)).dropna(subset=["group", value])
     g = d.groupby("group")[value]
     out = pd.DataFrame({"examples": g.size(), "mean": g.mean(), "sem": g.sem(ddof=1)})
     names = [x for x in GROUPS if x in out.index] + sorted(x for x in out.index if x not in GROUPS)
     return out.loc[names].rename_axis("group").reset_index()
+
+
+def reference_logliks(study: Study, group_of: pd.Series, step: int = 0, seed: int | None = None,
+                      gradient_overrides: dict | None = None) -> pd.DataFrame:
+    """Log-likelihood under the *initial* policy of correct rollouts drawn by the policy at
+    `step` (0 = the initial policy; else the checkpoint of `seed`), paper §4.2, Figure 3.
+
+    The examples and the sampling follow the gradient analysis (§5.1): up to
+    `gradients.per_group` examples per group, `gradients.rollouts` samples each at
+    `gradients.temperature`, so hard examples have correct rollouts to score. One row per
+    correct rollout: prompt_id, group, sample, reward, n_tokens, mean_logp, sum_logp."""
+    import dataclasses
+
+    from unlearnability.analysis.likelihood import rollout_logliks
+    from unlearnability.evaluation.evaluate import rollouts
+
+    cfg = study.cfg
+    g, chosen, policy = analysis_setup(study, group_of, step, seed, gradient_overrides)
+    base = ensure_base_model(cfg)
+
+    def compute() -> pd.DataFrame:
+
+        set_threads()
+        task = load_task(cfg, base)
+        by_id = task.by_id()
+        sampler = make_sampler("torch", policy, task.tokenizer, g.decoder)
+        samples = rollouts(sampler, task, [by_id[i] for i in chosen.index],
+                           g.rollouts, g.temperature, g.top_p, cfg.eval.max_new_tokens, g.seed,
+                           cfg.eval.batch_prompts, keep_text=True, desc="rollouts to score")
+        df = rollout_logliks(base, task, samples[samples["reward"] > 0])
+        return df.assign(group=df["prompt_id"].map(chosen))
+
+    key = {"g": dataclasses.asdict(g), "policy": str(policy), "reference": str(base), "ids": sorted(chosen.items()),
+           "max_new": cfg.eval.max_new_tokens, "v": SCORING_VERSION}
+    return cached_table("loglik", key, compute)

@@ -5,7 +5,7 @@ What the paper did: for Llama-3.2-3B-Base, OctoThinker-3B-Hybrid-Base and -Long-
 each difficult example's mean gradient cosine (§5.1's per-example gradients) with the 500.
 Both mid-trained models gave higher similarity than the base model.
 
-What this module does (testbed; the mid-trained models are `midtrain.py`'s):
+What this module does (testbed; the mid-trained models are `train.midtrain`'s):
 
     reference_ids(train_ids, n, seed)          the fixed-seed reference sample
     reference_similarity(cfg, difficult)       one model: every analysed example's mean cosine
@@ -30,7 +30,8 @@ import random
 import numpy as np
 import pandas as pd
 
-from ..config import Config, load_config
+from unlearnability.config import Config, load_config
+from unlearnability.policy.model import set_threads
 
 
 def reference_ids(train_ids: list[str], n: int = 500, seed: int = 0) -> list[str]:
@@ -48,8 +49,10 @@ def reference_similarity(cfg: Config, difficult: list[str], n_reference: int = 5
     prompt_id, reference (in the sample), difficult, rollouts, correct, kept, similarity (mean
     cosine with the reference examples that have a gradient, itself excluded),
     n_reference_kept. Cached under the run store's analysis/ by model, examples and settings."""
-    from ..experiment import _cached_table, ensure_base_model, load_task
-    from ..gradients import cosine_matrix, example_gradients
+    from unlearnability.analysis.gradients import cosine_matrix, example_gradients
+    from unlearnability.data.tasks import load_task
+    from unlearnability.store.cache import cached_table
+    from unlearnability.train.base import ensure_base_model
 
     g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
     policy = ensure_base_model(cfg)
@@ -63,6 +66,8 @@ def reference_similarity(cfg: Config, difficult: list[str], n_reference: int = 5
     ids = ref + [i for i in dict.fromkeys(difficult) if i not in set(ref)]
 
     def compute() -> pd.DataFrame:
+
+        set_threads()
         kept, G, stats = example_gradients(policy, task, [by_id[i] for i in ids], g,
                                            max_new_tokens=cfg.eval.max_new_tokens)
         C = cosine_matrix(G) if kept else np.zeros((0, 0))
@@ -76,7 +81,7 @@ def reference_similarity(cfg: Config, difficult: list[str], n_reference: int = 5
 
     key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": ids, "difficult": sorted(set(difficult)),
            "max_new": cfg.eval.max_new_tokens}
-    return _cached_table("midtrain-gradients", key, compute)
+    return cached_table("midtrain-gradients", key, compute)
 
 
 def midtrain_similarity(profile: str, overrides: dict | None, difficult: list[str],
@@ -85,9 +90,8 @@ def midtrain_similarity(profile: str, overrides: dict | None, difficult: list[st
     """Figure 11: `reference_similarity` at the base model ("base") and at each mid-trained
     model (`midtrain.mixture` = each of `mixtures`, plus `midtrain_overrides`, e.g. tokens),
     mid-training any that is missing. The rows of every model, with a `model` column first."""
-    from ..experiment import merge_overrides
-
-    from ..midtrain import without_midtrain
+    from unlearnability.config import merge_overrides
+    from unlearnability.train.midtrain import without_midtrain
 
     cfgs = {"base": without_midtrain(load_config(profile, overrides))}
     for m in mixtures:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..problems import Problem
+from unlearnability.world.problems import Problem
 
 PICK_RULE = ("among the group's correct rollouts, the one with the lowest checker score; ties go to the one "
              "with the most invalid lines, then the shortest response, then the first problem id and sample")
@@ -35,7 +35,7 @@ def pick_low_quality(samples: pd.DataFrame, group_of: pd.Series, problems: dict[
                      group: str = "unlearnable") -> pd.Series | None:
     """Table 2's example by `PICK_RULE`: one correct rollout (a row of `samples`, with
     `response`) of `group`, or None when the group has no correct rollout."""
-    from ..world import check_steps, graph_of
+    from unlearnability.world import check_steps, graph_of
 
     c = samples[(samples["reward"] > 0) & (samples["prompt_id"].map(group_of) == group)].copy()
     if c.empty:
@@ -51,7 +51,7 @@ def marked_lines(problem: Problem, response: str) -> pd.DataFrame:
     """A testbed response cut into its lines, each with the checker's verdict: line, verdict
     (ok / invalid / missing / answer), reason. Needed steps the response never computed
     come after its lines, as "missing"."""
-    from ..world import check_steps, graph_of
+    from unlearnability.world import check_steps, graph_of
 
     rep = check_steps(graph_of(problem), response)
     why: dict[str, str] = {}

@@ -48,11 +48,19 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import Config, check_config, config_from_dict
-from ..history import (HISTORY_COLUMNS, HISTORY_FILE, VALIDATION_COLUMNS, VALIDATION_FILE,
-                       HistoryRow, ValidationRow, append_rows, group_stats)
-from ..mathdata import apply_template, load_problems
-from ..problems import Problem
+from unlearnability.config import Config, check_config, config_from_dict
+from unlearnability.data.mathdata import apply_template, load_problems
+from unlearnability.store.history import (
+    HISTORY_COLUMNS,
+    HISTORY_FILE,
+    VALIDATION_COLUMNS,
+    VALIDATION_FILE,
+    HistoryRow,
+    ValidationRow,
+    append_rows,
+    group_stats,
+)
+from unlearnability.world.problems import Problem
 
 VERL_VERSION = "0.9.1"
 ENTRY_POINT = "python3 -m verl.trainer.main_ppo"
@@ -89,7 +97,7 @@ def write_parquet(problems: list[Problem], path: Path, split: str, template: str
 
 def reward_file_text() -> str:
     """reward.py's source, plus the `compute_score` function verl calls for each rollout."""
-    source = (Path(__file__).resolve().parents[1] / "reward.py").read_text()
+    source = (Path(__file__).resolve().parents[1] / "data" / "reward.py").read_text()
     return source + '''
 
 # ---- added by `unlearn verl export`: verl's custom reward entry point ----------------------
@@ -274,7 +282,7 @@ Written by `unlearn verl export --preset {cfg.name}`. Target: verl {VERL_VERSION
 |---|---|
 | train.parquet | {manifest['n_train']} training problems (verl RL format; `extra_info.index` / `extra_info.id` name the example) |
 | valid.parquet | {manifest['n_valid']} validation problems |
-| reward_fn.py | the library's reward (`unlearnability/reward.py`, verbatim) + `compute_score` for verl |
+| reward_fn.py | the library's reward (`unlearnability/data/reward.py`, verbatim) + `compute_score` for verl |
 | overrides/*.txt | Hydra overrides, one a line: baseline, clip-higher (eps_high {CLIP_HIGHER_EPS}), no-kl; `${{HERE}}` stands for this folder's absolute path |
 | run_*.sh | the training command for each variant |
 

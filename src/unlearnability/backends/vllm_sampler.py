@@ -34,8 +34,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from ..reward import END_TOKENS
-from ..sampling import Completion, SamplingParams
+from unlearnability.data.reward import END_TOKENS
+from unlearnability.policy.sampling import Completion, SamplingParams
 
 SEED_STRIDE = 1_000_003
 

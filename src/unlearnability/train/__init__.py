@@ -1,1 +1,3 @@
-"""Training stages beyond the baseline GRPO loop: oversampling with replay, SFT."""
+"""Stage 6, training: a base model as a sequence of text-training phases (`base`: pretraining
+`pretrain`, the style anneal and mid-training `midtrain`), GRPO (`grpo`), oversampling with
+replay (`replay`) and SFT (`sft`)."""

@@ -61,13 +61,19 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .. import history, ledger, runs
-from ..config import Config, ConfigError, EvalConfig
-from ..decoder import make_sampler
-from ..evaluate import rollouts, summarize
-from ..model import autocast, collate, default_device, encode_pair, load_model
-from ..problems import Problem, iter_jsonl
-from ..tasks import Task
+from unlearnability.config import Config, ConfigError, EvalConfig
+from unlearnability.data.tasks import Task
+from unlearnability.evaluation.evaluate import rollouts, summarize
+from unlearnability.policy.decoder import make_sampler
+from unlearnability.policy.model import (
+    autocast,
+    collate,
+    default_device,
+    encode_pair,
+    load_model,
+)
+from unlearnability.store import history, ledger, runs
+from unlearnability.world.problems import Problem, iter_jsonl
 
 EVAL_FILE = "eval.csv"
 EVAL_EXAMPLES_FILE = "eval_examples.csv"
@@ -212,7 +218,7 @@ def select_examples(group_of: pd.Series, counts: dict[str, int], seed: int) -> p
 
 def testbed_responses(problems: list[Problem]) -> dict[str, list[str]]:
     """The world's worked solution of each testbed problem: {prompt_id: [response]}."""
-    from ..world import graph_of
+    from unlearnability.world import graph_of
 
     return {p.id: [graph_of(p).solution("worked")] for p in problems}
 
@@ -444,7 +450,7 @@ def sft_key(base: str | Path, sft: SFTConfig, examples: pd.Series, responses: di
             cfg: Config) -> str:
     """Hash of what an SFT folder depends on: base model, SFTConfig, chosen ids and their
     responses, prompt template, eval settings, autocast and the scoring version."""
-    from ..experiment import SCORING_VERSION
+    from unlearnability.data.reward import SCORING_VERSION
 
     used = {i: responses[i][: sft.responses_per_example] for i in examples.index}
     blob = json.dumps({
@@ -470,7 +476,9 @@ def run_sft(cfg: Config, group_of: pd.Series, sft: SFTConfig | None = None,
     `sft.per_group` are ignored. responses_path: jsonl of responses from a stronger model
     (required at paper scale); testbed default: the world's worked solutions.
     """
-    from ..experiment import ensure_base_model, load_task, set_threads
+    from unlearnability.data.tasks import load_task
+    from unlearnability.policy.model import set_threads
+    from unlearnability.train.base import ensure_base_model
 
     sft = sft or SFTConfig()
     check_sft_config(sft)

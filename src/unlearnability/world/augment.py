@@ -21,8 +21,16 @@ from __future__ import annotations
 
 import random
 
-from ..problems import Problem
-from .generator import LETTERS, SKILLS, Graph, Node, coverage_class, graph_of, problem_from_graph
+from unlearnability.world.generator import (
+    LETTERS,
+    SKILLS,
+    Graph,
+    Node,
+    coverage_class,
+    graph_of,
+    problem_from_graph,
+)
+from unlearnability.world.problems import Problem
 
 
 def similar_problems(problem: Problem, k: int = 5, seed: int = 0, const_max: int = 9) -> list[Problem]:

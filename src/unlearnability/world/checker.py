@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .generator import Graph, Node, num_tokens, substituted
+from unlearnability.world.generator import Graph, Node, num_tokens, substituted
 
 COMMUTATIVE = {"add", "mul"}
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ..config import WorldConfig
-from ..problems import Problem
+from unlearnability.config import WorldConfig
+from unlearnability.world.problems import Problem
 
 # skill -> (symbol, arity, uses a constant)
 SKILLS: dict[str, tuple[str, int, bool]] = {

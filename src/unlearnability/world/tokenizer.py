@@ -12,7 +12,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from .generator import LETTERS
+from unlearnability.world.generator import LETTERS
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 WORDS = ["=", "+", "-", "*", ".", "?", "what", "is", "answer"]

@@ -1,0 +1,1 @@
+"""Stage 11, the command line: `unlearn` (`main`) and its verl commands (`verl`)."""
