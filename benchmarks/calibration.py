@@ -113,8 +113,8 @@ def main() -> None:
 
     init = st.pass1(st.initial)
     finals = {x: st.pass1(st.finals[x]) for x in seeds}
-    cls = groups.classify(init, finals, st.histories, args.tau)
-    chance = groups.classify(init, finals, st.histories, args.tau, p=cfg.world.p)
+    cls = st.classify(args.tau)
+    chance = st.classify(args.tau, p=cfg.world.p)
     chance_counts = groups.table1(chance["group"])["count"]
     nr = null.null_from_study(st, tau=args.tau, replicates=args.replicates)
     vs_null = null.compare_groups(cls, st.histories, nr)

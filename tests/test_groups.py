@@ -81,3 +81,23 @@ def test_no_reward_is_the_union_over_seeds_whatever_the_pass_rates():
     # the chance-corrected union: 1 positive of 8 is chance at p = 100, so every seed "never rewarded" all
     chance = classify(initial, finals, {1: h1, 2: h2}, tau=0.1, p=100)
     assert chance["group"].tolist() == ["learnable", "no_reward", "easy", "no_reward", "no_reward"]
+
+
+def test_a_study_classifies_as_groups_classify():
+    """Study.classify is the chapters' one-call header: the same table as groups.classify."""
+    from unlearnability.pipeline.experiment import Study
+
+    ids = ["a", "b", "c"]
+    summary = lambda rates: pd.DataFrame({"prompt_id": ids, "pass@1": rates})  # noqa: E731
+    h = {1: hist([(1, "b", 0.25, 0.4, 8, 1, 0.0), (1, "c", 0.0, 0.0, 8, 0, None)]),
+         2: hist([(1, "b", 0.125, 0.3, 8, 1, 0.0), (1, "c", 0.125, 0.3, 8, 1, 0.0)])}
+    study = Study(cfg=None, seeds=[1, 2], run_dirs={}, problems=pd.DataFrame({"prompt_id": ids}),
+                  initial=summary([0.5, 0.0, 0.0]), finals={1: summary([0.9, 0.5, 0.0]), 2: summary([0.9, 0.3, 0.05])},
+                  histories=h, validations={}, train_logs={})
+    expected = classify(pd.Series([0.5, 0.0, 0.0], index=pd.Index(ids, name="prompt_id")),
+                        {1: pd.Series([0.9, 0.5, 0.0], index=pd.Index(ids, name="prompt_id")),
+                         2: pd.Series([0.9, 0.3, 0.05], index=pd.Index(ids, name="prompt_id"))}, h, tau=0.1)
+    pd.testing.assert_frame_equal(study.classify(0.1), expected)
+    assert study.classify(0.1)["group"].to_dict() == {"a": "easy", "b": "learnable", "c": "no_reward"}  # c: never rewarded in seed 1 (the union rule)
+    pd.testing.assert_frame_equal(study.classify(0.1, p=11), classify(expected["initial"], {
+        s: expected[f"final_{s}"] for s in (1, 2)}, h, tau=0.1, p=11), check_names=False)

@@ -42,3 +42,13 @@ def test_pretraining_learns_and_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b), n
     pd.testing.assert_frame_equal(log.drop(columns="seconds"),
                                   pd.read_csv(tmp_path / "b" / "train_log.csv").drop(columns="seconds"))
+
+
+def test_a_kill_before_the_first_checkpoint_leaves_no_stale_log_rows(tmp_path):
+    full = pd.read_csv((pretrain(tmp_path / "a"), tmp_path / "a" / "train_log.csv")[1])
+    folder = tmp_path / "b"
+    folder.mkdir()
+    full.assign(loss=99.0).to_csv(folder / "train_log.csv", index=False)  # rows of a run killed before step 3
+    pretrain(folder)
+    pd.testing.assert_frame_equal(full.drop(columns="seconds"),
+                                  pd.read_csv(folder / "train_log.csv").drop(columns="seconds"))

@@ -715,10 +715,8 @@ def preset_labels(preset: str, overrides: dict | None = None, seeds: list[int] |
 
         group_of = read_groups(groups_csv)
         return load_config(preset, overrides), group_of
-    from unlearnability.evaluation.groups import classify
+    from unlearnability.paper import SEEDS
     from unlearnability.pipeline.experiment import baseline_study
 
-    seeds = list(seeds or [1, 42, 37])
-    study = baseline_study(preset, seeds, overrides)
-    finals = {s: study.pass1(study.finals[s]) for s in seeds}
-    return study, classify(study.pass1(study.initial), finals, study.histories, tau)["group"]
+    study = baseline_study(preset, list(seeds or SEEDS), overrides)
+    return study, study.classify(tau)["group"]

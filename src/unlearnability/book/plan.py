@@ -284,16 +284,13 @@ _GROUPS: dict[str, Any] = {}  # memo per process: (store, signature) -> (study, 
 def study_groups(profile: str, overrides: dict | None, seeds: list[int], tau: float):
     """(experiment.baseline_study, groups.classify(...)["group"]) as the chapters compute them; cheap
     once the study's runs and evaluations are in the store (its tasks are this task's dependencies)."""
-    from unlearnability.evaluation import groups
     from unlearnability.pipeline import experiment
     from unlearnability.store import runs
 
     memo = (str(runs.home()), _sig(p=profile, o=overrides, s=list(seeds), t=tau))
     if memo not in _GROUPS:
         study = experiment.baseline_study(profile, list(seeds), overrides)
-        initial = study.pass1(study.initial)
-        finals = {s: study.pass1(study.finals[s]) for s in seeds}
-        _GROUPS[memo] = (study, groups.classify(initial, finals, study.histories, tau)["group"])
+        _GROUPS[memo] = (study, study.classify(tau)["group"])
     return _GROUPS[memo]
 
 
@@ -709,7 +706,7 @@ def _plan_section5(c: _Chapter, p: dict) -> None:
     s2 = p["stage2_steps"] or max(1, s1 // 3)
     every = max(1, min(cfg.grpo.checkpoint_every, s1, s2))
     what = f"seed {p['curriculum_seed']} steps {p['stage1_steps']}/{p['stage2_steps']} of {gs}"
-    cur = c.derived("grpo", f"curriculum {what}", f"grpo curriculum, both stages (§5 Fig 18)",
+    cur = c.derived("grpo", f"curriculum {what}", "grpo curriculum, both stages (§5 Fig 18)",
                     functools.partial(call_curriculum, *ga, p["curriculum_seed"], p["stage1_steps"], p["stage2_steps"]),
                     deps, units=s1 + s2)
     unl = functools.partial(ids_of, *ga, "unlearnable")

@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from unlearnability.config import field_help, load_config, parse_set, preset_names
+from unlearnability.paper import SEEDS
 from unlearnability.store import runs
 
 
@@ -89,12 +90,10 @@ def cmd_evaluate(args) -> int:
 def cmd_groups(args) -> int:
     from pathlib import Path
 
-    from unlearnability.evaluation.groups import classify
     from unlearnability.pipeline.experiment import baseline_study
 
     study = baseline_study(args.preset, args.seeds, parse_set(args.overrides))
-    finals = {s: study.pass1(study.finals[s]) for s in args.seeds}
-    cls = classify(study.pass1(study.initial), finals, study.histories, args.tau)
+    cls = study.classify(args.tau)
     out = Path(args.out)
     cls.rename_axis("prompt_id").reset_index().to_csv(out, index=False)
     print(cls["group"].value_counts().to_string(), file=sys.stderr)
@@ -243,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("groups", help="classify the training examples (paper §3: easy / learnable / unlearnable / ...); "
                        "writes a csv with prompt_id, group and the per-seed labels")
     _preset_args(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 42, 37], help="GRPO seeds (run or reused; paper: 1 42 37)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="GRPO seeds (run or reused; paper: 1 42 37)")
     p.add_argument("--tau", type=float, default=0.1, help="pass@1 threshold (paper: 0.1)")
     p.add_argument("--out", required=True, metavar="CSV", help="where to write the groups")
     p.set_defaults(func=cmd_groups)
@@ -320,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="verdict 'unlearnable' when forecast >= this (default: 0.5)")
     p.add_argument("--groups", default=None, metavar="CSV",
                    help="labels from this csv (prompt_id,group, e.g. `unlearn groups` output) instead of the §3 study")
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 42, 37], help="GRPO seeds of the §3 study (paper: 1 42 37)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="GRPO seeds of the §3 study (paper: 1 42 37)")
     p.add_argument("--tau", type=float, default=0.1, help="pass@1 threshold of the groups (paper: 0.1)")
     p.add_argument("--gradients", choices=["targets", "analysis", "none"], default="targets",
                    help="gradient similarity: targets (every screened example, label-free), analysis (reuse the §5 "

@@ -25,6 +25,8 @@ from unlearnability.config import (
 from unlearnability.data.reward import SCORING_VERSION
 from unlearnability.data.tasks import load_task
 from unlearnability.evaluation.evaluate import evaluate_policy
+from unlearnability.evaluation.groups import classify
+from unlearnability.paper import TAU
 from unlearnability.policy.decoder import make_sampler as torch_sampler
 from unlearnability.policy.model import default_device, load_model, set_threads
 from unlearnability.store import ledger, runs
@@ -206,7 +208,18 @@ class Study:
     train_logs: dict[int, pd.DataFrame]
 
     def pass1(self, table: pd.DataFrame) -> pd.Series:
+        """pass@1 per training problem (index prompt_id, in `problems` order) of a pass@k summary."""
         return table.set_index("prompt_id")["pass@1"].reindex(self.problems["prompt_id"])
+
+    def final_pass1(self) -> dict[int, pd.Series]:
+        """{seed: pass@1 per training problem at the seed's last step}."""
+        return {s: self.pass1(self.finals[s]) for s in self.seeds}
+
+    def classify(self, tau: float = TAU, p: int | None = None) -> pd.DataFrame:
+        """The paper's groups of the training problems (`groups.classify`: one row per problem, each
+        seed's label and the combined `group`) from the initial and final pass@1 and the training
+        histories; `p`: a positive counts only above what guessing mod p gives."""
+        return classify(self.pass1(self.initial), self.final_pass1(), self.histories, tau, p=p)
 
 
 def problem_table(problems) -> pd.DataFrame:

@@ -137,6 +137,8 @@ def train_on_text(
         step, tokens, elapsed, total_steps = state["step"], state["tokens"], state["elapsed"], state["total_steps"]
         skip = step
         truncate_after(log_path, step)
+    else:  # a fresh start (or a kill before the first checkpoint): no stale rows
+        log_path.unlink(missing_ok=True)
     model.train()
     bar = tqdm(total=cfg.tokens, initial=tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2)
     t0 = time.time() - elapsed
