@@ -101,3 +101,13 @@ def test_a_study_classifies_as_groups_classify():
     assert study.classify(0.1)["group"].to_dict() == {"a": "easy", "b": "learnable", "c": "no_reward"}  # c: never rewarded in seed 1 (the union rule)
     pd.testing.assert_frame_equal(study.classify(0.1, p=11), classify(expected["initial"], {
         s: expected[f"final_{s}"] for s in (1, 2)}, h, tau=0.1, p=11), check_names=False)
+
+
+def test_target_ids_fall_back_to_ambiguous_only_without_unlearnable():
+    from unlearnability.evaluation.groups import target_ids
+
+    g = pd.Series({"u2": "unlearnable", "a": "ambiguous", "u1": "unlearnable", "l": "learnable"})
+    assert target_ids(g) == (["u1", "u2"], "unlearnable")
+    ids, name = target_ids(g[g != "unlearnable"])
+    assert ids == ["a"] and name.startswith("unlearnable + ambiguous")
+    assert target_ids(pd.Series({"e": "easy"}))[0] == []

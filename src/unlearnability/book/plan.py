@@ -307,7 +307,7 @@ def ids_of(profile: str, overrides: dict | None, seeds: list[int], tau: float, r
         return groups.focus_ids(group_of, easy_sample)
     if rule == "unlearnable":
         return unl
-    target = unl or sorted(group_of[group_of.isin(["unlearnable", "ambiguous"])].index)
+    target, _ = groups.target_ids(group_of)
     if rule == "target":
         return target
     if rule == "difficult":

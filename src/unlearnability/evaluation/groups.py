@@ -216,6 +216,17 @@ def focus_ids(group_of: pd.Series, easy_sample: int = 100, seed: int = 0) -> lis
     return hard + sorted(str(x) for x in pick)
 
 
+def target_ids(group_of: pd.Series) -> tuple[list[str], str]:
+    """The examples an intervention on "the unlearnable examples" trains on or scores (§4 Figure
+    15b, §5's curriculum targets, §5.3's augmentation): the unlearnable ones (sorted ids), or, when
+    there are none (e.g. the smoke preset), the hard examples with a positive that were not learned
+    in every seed (unlearnable + ambiguous); with the name the book gives them."""
+    unl = sorted(group_of[group_of == "unlearnable"].index)
+    if unl:
+        return unl, "unlearnable"
+    return sorted(group_of[group_of.isin(["unlearnable", "ambiguous"])].index), "unlearnable + ambiguous (no unlearnable examples)"
+
+
 def per_example_table(study, classified: pd.DataFrame) -> pd.DataFrame:
     """One row per training problem (`study.problems` order), enough to recompute Table 1 and its
     null (`analysis.null`) without the run store: prompt_id and the world's knobs (every column of
