@@ -324,27 +324,9 @@ def evaluate_examples(model, task: Task, examples: pd.Series, k: int, ev: EvalCo
                                            (["exact_rate"] if "exact_rate" in per_ex else [])]
 
 
-def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Series,
-              responses: dict[str, list[str]], out_dir: str | Path, *, eval_cfg: EvalConfig | None = None,
-              autocast_dtype: str = "none", stop_after: int | None = None) -> Path:
-    """Fine-tune the model at `base_dir` on the chosen examples' correct responses; returns `out_dir`.
-
-    examples: prompt_id -> group (`select_examples`); responses: prompt_id -> correct responses.
-    eval_cfg: temperature / top_p / max_new_tokens / seed / batch_prompts of the per-group
-    evaluation (default: EvalConfig(), the paper's); k is `sft.eval_k`.
-    A folder with DONE is returned as is; one with `state.pt` resumes from its last eval point.
-    `stop_after`: stop (without DONE) after that many optimizer steps, as a kill would (tests).
-    """
-    out_dir = Path(out_dir)
-    if runs.is_done(out_dir):
-        return out_dir
-    check_sft_config(sft)
-    ev = eval_cfg or EvalConfig()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tok = task.tokenizer
-    rows = sft_rows(task, examples, responses, sft.responses_per_example)
-
-    # ---- resume from the last eval point, or start fresh (no stale rows either way)
+def _resume(out_dir: Path, base_dir: str | Path) -> tuple[int, str | Path, dict | None]:
+    """(step, model to load, saved state or None): the last eval point's, else step 0 from the base
+    model; the logs lose the rows written after that step (every row on a fresh start)."""
     state_path = out_dir / "state.pt"
     step, model_src, state = 0, base_dir, None
     if state_path.exists():
@@ -356,30 +338,84 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
             (out_dir / name).unlink(missing_ok=True)
         else:
             history.truncate_after(out_dir / name, step)
-    dev = default_device()
-    model = load_model(model_src).to(dev)
+    return step, model_src, state
 
-    # ---- encode: (token ids, response start) per row, cut at max_length
-    max_len = min(sft.max_length, model.config.max_position_embeddings)
+
+def encode_rows(tok, rows: list[tuple[str, str, str]], max_len: int, sft: SFTConfig, model_limit: int):
+    """(per row: (token ids cut at max_len, response start); per row: prompt_id, tokens, truncated)."""
     encoded, cut = [], []
     for _, prompt, response in rows:
         ids, start = encode_pair(tok, prompt, response)
         if start >= max_len:
-            raise ValueError(f"sft.max_length={sft.max_length} (model limit {model.config.max_position_embeddings}): "
+            raise ValueError(f"sft.max_length={sft.max_length} (model limit {model_limit}): "
                              f"a prompt alone has {start} tokens, leaving no response token to train on")
         cut.append(len(ids) > max_len)
         encoded.append((ids[:max_len], start))
     table = pd.DataFrame({"prompt_id": [r[0] for r in rows], "tokens": [len(e[0]) for e in encoded],
                           "truncated": cut})
+    return encoded, table
+
+
+def _write_examples(out_dir: Path, table: pd.DataFrame, examples: pd.Series) -> None:
+    """EXAMPLES_FILE: per example its group, responses, tokens and truncated responses."""
     ex = table.groupby("prompt_id", sort=False).agg(responses=("tokens", "size"), tokens=("tokens", "sum"),
                                                     truncated=("truncated", "sum"))
     ex.insert(0, "group", examples.reindex(ex.index))
     runs.atomic_write_text(out_dir / EXAMPLES_FILE, ex.reset_index().to_csv(index=False))
 
+
+def sft_step(model, opt, batch: dict, dev, autocast_dtype: str, grad_clip: float) -> torch.Tensor:
+    """One optimizer step on a collated batch ((B, T) tensors); returns the loss (token mean over
+    response tokens)."""
+    model.train()
+    with autocast(autocast_dtype):
+        loss = model(**{k: v.to(dev) for k, v in batch.items()}).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    model.eval()
+    return loss
+
+
+def _save_state(out_dir: Path, step: int, opt, tokens: int, elapsed: float) -> None:
+    """The state a killed run resumes from (after the eval point's checkpoint and evaluation)."""
+    tmp = (out_dir / "state.pt").with_suffix(".tmp")
+    torch.save({"step": step, "opt": opt.state_dict(), "tokens": tokens, "elapsed": elapsed}, tmp)
+    tmp.replace(out_dir / "state.pt")
+
+
+def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Series,
+              responses: dict[str, list[str]], out_dir: str | Path, *, eval_cfg: EvalConfig | None = None,
+              autocast_dtype: str = "none", stop_after: int | None = None) -> Path:
+    """Fine-tune the model at `base_dir` on the chosen examples' correct responses; returns `out_dir`.
+
+    examples: prompt_id -> group (`select_examples`); responses: prompt_id -> correct responses.
+    eval_cfg: temperature / top_p / max_new_tokens / seed / batch_prompts of the per-group
+    evaluation (default: EvalConfig(), the paper's); k is `sft.eval_k`.
+    A folder with DONE is returned as is; one with `state.pt` resumes from its last eval point.
+    `stop_after`: stop (without DONE) after that many optimizer steps, as a kill would (tests).
+    The run loop: resume, encode, then per step update and log, at each eval point checkpoint
+    and evaluate every group.
+    """
+    out_dir = Path(out_dir)
+    if runs.is_done(out_dir):
+        return out_dir
+    check_sft_config(sft)
+    ev = eval_cfg or EvalConfig()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = task.tokenizer
+    rows = sft_rows(task, examples, responses, sft.responses_per_example)
+    step, model_src, state = _resume(out_dir, base_dir)
+    dev = default_device()
+    model = load_model(model_src).to(dev)
+    limit = model.config.max_position_embeddings
+    encoded, table = encode_rows(tok, rows, min(sft.max_length, limit), sft, limit)
+    _write_examples(out_dir, table, examples)
+
     schedule = batch_schedule(len(encoded), sft.batch_size, sft.epochs, sft.seed)
     per_epoch = math.ceil(len(encoded) / sft.batch_size)
     evals = eval_steps(len(schedule), per_epoch, sft.eval_every)
-
     torch.manual_seed(sft.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=sft.lr, weight_decay=sft.weight_decay)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id  # Llama 3 has no pad token
@@ -400,37 +436,28 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
     tokens = state["tokens"] if state else 0
     while step < len(schedule):
         batch = collate([encoded[i] for i in schedule[step]], pad_id)  # (B, T) each
-        model.train()
-        with autocast(autocast_dtype):
-            loss = model(**{k: v.to(dev) for k, v in batch.items()}).loss  # token mean over response tokens
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), sft.grad_clip)
-        opt.step()
-        model.eval()
+        loss = float(sft_step(model, opt, batch, dev, autocast_dtype, sft.grad_clip).detach())
         step += 1
         last = max((e for e in evals if e < step), default=0)
-        runs.check_finite(float(loss.detach()), f"{out_dir} (SFT)", step,
+        runs.check_finite(loss, f"{out_dir} (SFT)", step,
                           f"step {last} ({checkpoint_dir(out_dir, last).name})" if last else "none (the start)")
         tokens += int((batch["labels"] != -100).sum())
-        history.append_dicts(out_dir / LOG_FILE, [{
-            "step": step, "epoch": round(step / per_epoch, 3), "loss": float(loss.detach()), "tokens": tokens,
-            "lr": sft.lr, "seconds": round(time.time() - t0, 2)}])
+        history.append_dicts(out_dir / LOG_FILE, [{"step": step, "epoch": round(step / per_epoch, 3), "loss": loss,
+                                                   "tokens": tokens, "lr": sft.lr, "seconds": round(time.time() - t0, 2)}])
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}")
         if step in evals:
+            # the checkpoint first, then its evaluation, then the state that resumes after both
             ck = checkpoint_dir(out_dir, step)
             model.save_pretrained(str(ck))
             tok.save_pretrained(str(ck))
             evaluate_now(step)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"step": step, "opt": opt.state_dict(), "tokens": tokens, "elapsed": time.time() - t0}, tmp)
-            tmp.replace(state_path)
+            _save_state(out_dir, step, opt, tokens, time.time() - t0)
         if stop_after is not None and step >= stop_after and step < len(schedule):
             bar.close()
             return out_dir
     bar.close()
-    state_path.unlink(missing_ok=True)
+    (out_dir / "state.pt").unlink(missing_ok=True)
     runs.mark_done(out_dir)
     return out_dir
 
