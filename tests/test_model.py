@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from unlearnability.config import ModelConfig, PretrainConfig, WorldConfig
-from unlearnability.policy.model import build_model, train_on_text
+from unlearnability.policy.model import build_model
+from unlearnability.train.text import train_on_text
 from unlearnability.world import build_tokenizer, pretraining_stream
 
 WORLD = WorldConfig(p=11, digits=2, tiers=[1, 2], n_train=4, n_valid=2)

@@ -93,7 +93,7 @@ def test_one_style_stream_is_unchanged_and_bad_styles_are_named():
 def test_pretraining_batches_mix_styles():
     """Batches are bucketed by prompt length, so short (answer-only) and long (worked) responses
     share batches and the token-mean loss weighs their style choices alike."""
-    from unlearnability.policy.model import _length_bucketed
+    from unlearnability.train.text import _length_bucketed
     from unlearnability.world import build_tokenizer
 
     cfg = WorldConfig(p=100, digits=2, n_train=10, n_valid=5, styles={"worked": 0.5, "answer": 0.5})

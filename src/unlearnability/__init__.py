@@ -7,9 +7,9 @@ above it in this list (tests/test_layers.py holds that, and that no import cycle
     store/                   run store, histories, cost ledger, cached analysis tables
     world/                   the testbed's generated problems, step checker, tokenizer
     data/                    MATH loaders, reward, the task a run trains on
-    policy/                  model and text-training loop, samplers, fast decoder
+    policy/                  the model, samplers, fast decoder
     evaluation/              pass@k, the paper's groups, calibration targets, the null
-    train/                   base model phases, GRPO, replay, SFT
+    train/                   text training, base model phases, GRPO, replay, SFT
     backends/                vLLM, verl, an OpenAI-compatible LLM client (paper scale)
     pipeline/                runs by seed and variant, their evaluations, studies
     analysis/                gradients, likelihood, interference, quality, forecast, ...

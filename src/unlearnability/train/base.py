@@ -7,7 +7,7 @@
         anneal       the same mixture, `pretrain.anneal_styles`      base/<hash>           anneal_phase (here)
         mid-train    a `midtrain.mixture` (paper §5.4)               midtrain/<hash>       midtrain.midtrain_phase
 
-Each phase continues the previous phase's model with `policy.model.train_on_text` (its tokens,
+Each phase continues the previous phase's model with `train.text.train_on_text` (its tokens,
 learning rate and warm-up from its section), is cached under its own hash (so the phases before
 it are reused by every config that shares them), written by one process at a time
 (`runs.locked`) and resumed after a kill. The anneal is off unless `pretrain.anneal_styles` is
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from unlearnability.config import Config
-from unlearnability.policy.model import load_model, train_on_text
+from unlearnability.policy.model import load_model
 from unlearnability.store import ledger, runs
 from unlearnability.train.midtrain import (
     MIXTURES,
@@ -41,6 +41,7 @@ from unlearnability.train.pretrain import (
     pretrain_phase,
     without_anneal,
 )
+from unlearnability.train.text import train_on_text
 from unlearnability.world import load_tokenizer, train_valid_split
 
 

@@ -8,7 +8,7 @@ random MATH-Hard training examples, a subset of difficult ones, the mean cosine 
 difficult example with the 500 (Figure 11). Both mid-trained models gave higher similarity.
 
 What this module does (testbed): continue training the cached base model with
-`policy.model.train_on_text` on fresh generated problems' solutions (never a training or validation
+`train.text.train_on_text` on fresh generated problems' solutions (never a training or validation
 question: the same exclusion as pretraining), drawn from a mixture weighted toward what hard
 problems need. The mixtures are data (`MIXTURES`), built from three rules:
 
@@ -52,8 +52,9 @@ from typing import Any, Iterator
 import yaml
 
 from unlearnability.config import Config, MidtrainConfig, WorldConfig
-from unlearnability.policy.model import load_model, train_on_text
+from unlearnability.policy.model import load_model
 from unlearnability.store import runs
+from unlearnability.train.text import train_on_text
 from unlearnability.world.generator import (
     coupled_styles,
     draw_style,

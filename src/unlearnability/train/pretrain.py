@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from unlearnability.config import Config, MidtrainConfig
-from unlearnability.policy.model import build_model, n_params, train_on_text
+from unlearnability.policy.model import build_model, n_params
 from unlearnability.store import runs
+from unlearnability.train.text import train_on_text
 from unlearnability.world import build_tokenizer, pretraining_stream, train_valid_split
 
 
