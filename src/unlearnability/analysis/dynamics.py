@@ -17,6 +17,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from unlearnability.paper import TAU
+
 
 def group_curve(history: pd.DataFrame, group_of: pd.Series, value: str = "mean_reward",
                 processed_only: bool = False, window: int = 1) -> pd.DataFrame:
@@ -43,7 +45,7 @@ def group_finals(finals: dict, group_of: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "group", "mean", "examples"])
 
 
-def gap_verdict(baseline: pd.DataFrame, variant: pd.DataFrame, tau: float = 0.1,
+def gap_verdict(baseline: pd.DataFrame, variant: pd.DataFrame, tau: float = TAU,
                 min_effect: float = 0.02) -> dict:
     """Did the intervention lift the unlearnable group? Both tables: seed, group, mean (the
     output of `group_finals`).

@@ -86,6 +86,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from unlearnability.paper import TAU
 from unlearnability.policy.model import set_threads
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -545,7 +546,7 @@ def _study(source) -> Study:
     return source if isinstance(source, Study) else light_study(source)
 
 
-def easy_reference(initial: pd.DataFrame, size: int, seed: int = 0, tau: float = 0.1) -> list[str]:
+def easy_reference(initial: pd.DataFrame, size: int, seed: int = 0, tau: float = TAU) -> list[str]:
     """Up to `size` easy examples (initial pass@1 > tau; an initial-policy fact) drawn with
     `seed`: the reference set of `grad_sim`. initial: prompt_id, pass@1 (sorted ids)."""
     easy = sorted(initial.loc[initial["pass@1"] > tau, "prompt_id"].astype(str))
@@ -555,7 +556,7 @@ def easy_reference(initial: pd.DataFrame, size: int, seed: int = 0, tau: float =
 
 def features(source, ids, split: str = "train", group_of: pd.Series | None = None, gradients: str = "targets",
              loglik: str = "samples", sampler: str = "torch", gradient_overrides: dict | None = None,
-             tau: float = 0.1) -> pd.DataFrame:
+             tau: float = TAU) -> pd.DataFrame:
     """`feature_table` for `ids` (problems of `split`), computing or loading every table
     through `experiment` (all cached in the run store).
 
@@ -646,7 +647,7 @@ class Screen:
 
 
 def screen(source, group_of: pd.Series, split: str = "train", scope: str = "hard", threshold: float = 0.5,
-           folds: int = 5, seed: int = 0, tau: float = 0.1, **feature_kw) -> Screen:
+           folds: int = 5, seed: int = 0, tau: float = TAU, **feature_kw) -> Screen:
     """Fit the forecaster on the labelled training examples (`hard_labels(group_of)`) and
     forecast the examples in scope.
 
@@ -704,7 +705,7 @@ def screen(source, group_of: pd.Series, split: str = "train", scope: str = "hard
 
 
 def preset_labels(preset: str, overrides: dict | None = None, seeds: list[int] | None = None,
-                  groups_csv: str | None = None, tau: float = 0.1):
+                  groups_csv: str | None = None, tau: float = TAU):
     """(source for `features`, group per prompt_id) for `unlearn screen`: from a groups csv
     (prompt_id, group; the preset's config is the source, no GRPO run) or from the §3 study of
     the preset (`experiment.baseline_study`, run or cached; 3-seed intersection groups)."""

@@ -37,7 +37,13 @@ from unlearnability.policy.sampling import SamplingParams
 from unlearnability.store import ledger
 from unlearnability.store.cache import analysis_path
 from unlearnability.train.base import ensure_base_model
-from unlearnability.train.grpo import Group, checkpoint_dir, pad_groups, token_logprobs
+from unlearnability.train.grpo import (
+    Group,
+    checkpoint_dir,
+    group_advantages,
+    pad_groups,
+    token_logprobs,
+)
 from unlearnability.world.problems import Problem
 
 
@@ -74,7 +80,7 @@ def example_gradient(model, prompt_ids: list[int], responses: list[list[int]], r
     r = torch.tensor(rewards)
     if r.std(unbiased=False) == 0:
         return None
-    adv = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)  # (n,)
+    adv = group_advantages(r[None])[0]  # (n,): GRPO's advantage of each rollout in its group
     correct = [i for i, x in enumerate(rewards) if x > 0]
     keep = rng.sample(correct, min(g.max_correct, len(correct)))
     return rollout_gradient(model, prompt_ids, [responses[i] for i in keep], adv[keep], pad_id)

@@ -52,6 +52,7 @@ from unlearnability.policy.model import set_threads
 from unlearnability.policy.sampling import SamplingParams
 from unlearnability.store.cache import cached_table
 from unlearnability.train.base import ensure_base_model
+from unlearnability.train.grpo import group_advantages
 from unlearnability.world.problems import Problem
 
 COLUMNS = ["prompt_id", "rollouts", "correct", "cos_within", "cos_batch"]
@@ -69,7 +70,7 @@ def split_gradients(model, prompt_ids: list[int], responses: list[list[int]], re
     r = torch.tensor(rewards, dtype=torch.float32)
     if r.std(unbiased=False) == 0:
         return None
-    adv = (r - r.mean()) / (r.std(unbiased=False) + 1e-6)  # (n,)
+    adv = group_advantages(r[None])[0]  # (n,): GRPO's advantage of each rollout in its group
     correct = [i for i, x in enumerate(rewards) if x > 0]
     incorrect = [i for i, x in enumerate(rewards) if x <= 0]
     if not correct or not incorrect:

@@ -21,7 +21,7 @@ import argparse
 import sys
 
 from unlearnability.config import field_help, load_config, parse_set, preset_names
-from unlearnability.paper import SEEDS
+from unlearnability.paper import SEEDS, TAU
 from unlearnability.store import runs
 
 
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "writes a csv with prompt_id, group and the per-seed labels")
     _preset_args(p)
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="GRPO seeds (run or reused; paper: 1 42 37)")
-    p.add_argument("--tau", type=float, default=0.1, help="pass@1 threshold (paper: 0.1)")
+    p.add_argument("--tau", type=float, default=TAU, help=f"pass@1 threshold (paper: {TAU})")
     p.add_argument("--out", required=True, metavar="CSV", help="where to write the groups")
     p.set_defaults(func=cmd_groups)
 
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", default=None, metavar="CSV",
                    help="labels from this csv (prompt_id,group, e.g. `unlearn groups` output) instead of the §3 study")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="GRPO seeds of the §3 study (paper: 1 42 37)")
-    p.add_argument("--tau", type=float, default=0.1, help="pass@1 threshold of the groups (paper: 0.1)")
+    p.add_argument("--tau", type=float, default=TAU, help=f"pass@1 threshold of the groups (paper: {TAU})")
     p.add_argument("--gradients", choices=["targets", "analysis", "none"], default="targets",
                    help="gradient similarity: targets (every screened example, label-free), analysis (reuse the §5 "
                         "analysis; its coverage depends on the labels) or none (default: targets)")

@@ -43,6 +43,8 @@ from math import comb
 import numpy as np
 import pandas as pd
 
+from unlearnability.paper import TAU
+
 GROUPS = ["easy", "learnable", "unlearnable", "no_reward", "ambiguous"]
 PAPER_GROUPS = ["unlearnable", "learnable", "no_reward"]  # Table 1's columns
 LABELS = GROUPS[:4]  # a seed's labels; codes are indices into GROUPS (ambiguous = 4, groups only)
@@ -87,7 +89,7 @@ def rewarded_mask(positives, rollouts, p: float | None = None, level: float = 0.
     return positives > chance_thresholds(rollouts, p, level)
 
 
-def label_codes(initial, final, rewarded, tau: float = 0.1) -> np.ndarray:
+def label_codes(initial, final, rewarded, tau: float = TAU) -> np.ndarray:
     """A seed's label codes (indices into GROUPS) from pass@1 arrays and the rewarded mask
     (broadcast together). A missing (NaN) final pass@1 counts as <= tau."""
     initial, final, rewarded = np.broadcast_arrays(np.asarray(initial, float), np.asarray(final, float),
@@ -118,7 +120,7 @@ def seed_arrays(initial: pd.Series, final: pd.Series, history: pd.DataFrame,
     return final.reindex(initial.index).to_numpy(float), rewarded
 
 
-def label_seed(initial: pd.Series, final: pd.Series, history: pd.DataFrame, tau: float = 0.1,
+def label_seed(initial: pd.Series, final: pd.Series, history: pd.DataFrame, tau: float = TAU,
                p: int | None = None) -> pd.Series:
     """One seed's label per prompt id. initial, final: pass@1 indexed by prompt_id.
 
@@ -143,7 +145,7 @@ def combine_seeds(labels: pd.DataFrame, rewarded: pd.DataFrame | None = None) ->
     return pd.Series(np.array(GROUPS, dtype=object)[out], index=labels.index, dtype=object, name="group")
 
 
-def classify(initial: pd.Series, finals: dict, histories: dict, tau: float = 0.1,
+def classify(initial: pd.Series, finals: dict, histories: dict, tau: float = TAU,
              p: int | None = None) -> pd.DataFrame:
     """Per prompt: each seed's label (columns `seed_<s>`), whether that seed rewarded it
     (`rewarded_<s>`, by the same rule as the label: any positive, or above chance with `p`),

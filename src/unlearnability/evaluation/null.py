@@ -54,6 +54,7 @@ from unlearnability.evaluation.calibration import (
     kappa_from_counts,
     seed_switches,
 )
+from unlearnability.paper import TAU
 
 COUNTS = G.GROUPS + ["no_reward_union"]  # quantities that are numbers of problems
 SHARES = ["switch_non_easy", "switch_rewarded", "agreement"]  # shares of problems, 0-1
@@ -158,7 +159,7 @@ class NullResult:
         return out.reindex(QUANTITIES)
 
 
-def simulate(initial_correct, initial_n, rollouts: Mapping, final_n: Mapping, strata=None, tau: float = 0.1,
+def simulate(initial_correct, initial_n, rollouts: Mapping, final_n: Mapping, strata=None, tau: float = TAU,
              p: float | None = None, replicates: int = 1000, seed: int = 0, level: float = 0.95,
              chunk_elements: int = 4_000_000, chance_p: float | None = None) -> NullResult:
     """Table 1's quantities under "RL changed nothing" (the module docstring's steps).
@@ -183,7 +184,7 @@ def simulate(initial_correct, initial_n, rollouts: Mapping, final_n: Mapping, st
 
 
 def simulate_rates(rates, initial_n, rollouts: Mapping, final_n: Mapping, concentration: float | None = None,
-                   floor: float = 0.0, tau: float = 0.1, p: float | None = None, chance_p: float | None = None,
+                   floor: float = 0.0, tau: float = TAU, p: float | None = None, chance_p: float | None = None,
                    replicates: int = 1000, seed: int = 0, level: float = 0.95,
                    chunk_elements: int = 4_000_000) -> NullResult:
     """`simulate`'s core on given true rates instead of a study's posteriors: Table 1 if RL changed
@@ -300,7 +301,7 @@ def study_inputs(study, strata: str | None = "auto") -> dict:
             "strata": None if strata is None else study.problems[strata].to_numpy()}
 
 
-def null_from_study(study, tau: float = 0.1, p: float | None = None, replicates: int = 1000, seed: int = 0,
+def null_from_study(study, tau: float = TAU, p: float | None = None, replicates: int = 1000, seed: int = 0,
                     level: float = 0.95, strata: str | None = "auto", chance_p: float | None = None) -> NullResult:
     """`simulate` on a study's own counts, draws and evaluation sizes (`study_inputs`)."""
     return simulate(**study_inputs(study, strata), tau=tau, p=p, replicates=replicates, seed=seed, level=level,
@@ -310,7 +311,7 @@ def null_from_study(study, tau: float = 0.1, p: float | None = None, replicates:
 _CACHE: dict = {}  # (id(study), arguments) -> (study, NullResult): one null per study and arguments
 
 
-def cached_null(study, tau: float = 0.1, p: float | None = None, chance_p: float | None = None,
+def cached_null(study, tau: float = TAU, p: float | None = None, chance_p: float | None = None,
                 replicates: int = 1000, seed: int = 0) -> NullResult:
     """`null_from_study`, computed once per study object and arguments within the process."""
     key = (id(study), tau, p, chance_p, replicates, seed)
@@ -428,13 +429,13 @@ def as_results(table: pd.DataFrame) -> dict:
     return out
 
 
-def group_results(study, classified: pd.DataFrame, tau: float = 0.1, p: float | None = None,
+def group_results(study, classified: pd.DataFrame, tau: float = TAU, p: float | None = None,
                   replicates: int = 1000) -> dict:
     """Table 1's rows against the null of `study` (`cached_null`) as `as_results` numbers."""
     return as_results(compare_groups(classified, study.histories, cached_null(study, tau, p, replicates=replicates)))
 
 
-def group_caveat(study, classified: pd.DataFrame, groups=("unlearnable", "learnable"), tau: float = 0.1,
+def group_caveat(study, classified: pd.DataFrame, groups=("unlearnable", "learnable"), tau: float = TAU,
                  p: float | None = None, replicates: int = 1000) -> str:
     """One sentence per group of `groups`: its size beside what sampling noise alone puts there
     if RL changed nothing (the null of `study`, `cached_null`), and what that means for the
