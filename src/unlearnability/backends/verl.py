@@ -109,7 +109,8 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
 
 def overrides(cfg: Config, variant: str = "baseline", max_prompt_tokens: int = MAX_PROMPT_TOKENS,
               seed: int | str | None = None) -> list[tuple[str, Any]]:
-    """The Hydra overrides (key, value) that run `cfg`'s GRPO in verl, for one variant.
+    """The Hydra overrides (key, value) that run `cfg`'s GRPO in verl, for one variant (long because
+    it is the mapping table itself: one line per verl key, each with the preset field it comes from).
 
     Values are Python values (str, int, float, bool, list); `format_override` writes them in
     Hydra's syntax. Paths contain the HERE placeholder (the export folder). `seed`: the run
@@ -273,6 +274,8 @@ def export(cfg: Config, out: str | Path, max_prompt_tokens: int = MAX_PROMPT_TOK
 
 
 def readme_text(cfg: Config, manifest: dict[str, Any]) -> str:
+    """The export's README.md: one text template filled from `cfg` and the manifest (long because it
+    is the document itself)."""
     g = cfg.grpo
     return f"""# verl export of preset `{cfg.name}`
 

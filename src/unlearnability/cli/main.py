@@ -209,6 +209,8 @@ def cmd_judge(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `unlearn` parser: one block of arguments per subcommand, in `--help` order (long because
+    it is a table of options, each with its help text; the commands' logic is in the cmd_* functions)."""
     parser = argparse.ArgumentParser(prog="unlearn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -196,7 +196,9 @@ def _pick_skill(rng: random.Random, weights: dict[str, float]) -> str:
 
 def make_graph(rng: random.Random, cfg: WorldConfig, n_ops: int, n_distractors: int,
                skill_weights: dict[str, float]) -> Graph:
-    """A random graph whose query needs exactly `n_ops` op nodes, plus `n_distractors` statements.
+    """A random graph whose query needs exactly `n_ops` op nodes, plus `n_distractors` statements
+    (one function: the order of its random draws is what every preset's problems are made of, and a
+    split would have to keep that order across calls).
 
     Built forward, keeping the "dangling" op nodes that no later op uses yet. Each op either
     chains (consumes the newest dangling node; probability `chain_bias`: deeper graphs),
