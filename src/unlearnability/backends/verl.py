@@ -118,7 +118,7 @@ def overrides(cfg: Config, variant: str = "baseline", max_prompt_tokens: int = M
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
-    g, e, d = cfg.grpo, cfg.eval, cfg.data
+    g, e = cfg.grpo, cfg.eval
     if not cfg.model.hub_id:
         raise ValueError(f"preset {cfg.name!r}: model.hub_id is empty; verl needs a hub id or model folder")
     check_config(cfg)  # mini-batches dividing the step, token-mean, a known KL estimator, ...
