@@ -18,6 +18,10 @@ def test_group_curve_windows_and_processed_only():
     assert got.loc[(4, "unlearnable"), "mean"] == 0.25 and got.loc[(4, "learnable"), "mean"] == 1.0
     p = dyn.group_curve(h, g, processed_only=True).set_index(["step", "group"])
     assert (2, "learnable") not in p.index and p.loc[(1, "unlearnable"), "mean"] == 1.0
+    both = dyn.group_curves({1: h, 42: h.assign(mean_reward=0.0)}, g, "baseline", window=2)
+    assert set(both.seed) == {"1", "42"} and set(both.run) == {"baseline"}
+    pd.testing.assert_frame_equal(both[both.seed == "1"].drop(columns=["seed", "run"]).reset_index(drop=True), c)
+    assert both[both.seed == "42"]["mean"].eq(0).all()
 
 
 def test_group_finals_and_gap_verdict():
@@ -34,6 +38,8 @@ def test_group_finals_and_gap_verdict():
     assert dyn.gap_verdict(base, some)["verdict"] == "partly"
     none = dyn.group_finals({1: pd.Series({"a": 0.6})}, grp)
     assert dyn.gap_verdict(base, none)["verdict"] == "untestable"
+    line = dyn.verdict_line("Figure 2", dyn.gap_verdict(base, lifted))
+    assert line.startswith("**Figure 2: not.**") and "0.025 (baseline) -> 0.250" in line
 
 
 def test_permutation_p_and_shift_verdict():

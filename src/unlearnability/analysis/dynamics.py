@@ -35,6 +35,13 @@ def group_curve(history: pd.DataFrame, group_of: pd.Series, value: str = "mean_r
     return out.rename(columns={"size": "rows"})
 
 
+def group_curves(histories: dict, group_of: pd.Series, label: str, processed_only: bool = False,
+                 value: str = "mean_reward", window: int = 1) -> pd.DataFrame:
+    """`group_curve` of each seed's history ({seed: history}), stacked with columns seed and run (= `label`)."""
+    return pd.concat([group_curve(h, group_of, value, processed_only, window).assign(seed=str(s), run=label)
+                      for s, h in histories.items()], ignore_index=True)
+
+
 def group_finals(finals: dict, group_of: pd.Series) -> pd.DataFrame:
     """{seed: per-problem pass@1 Series (index prompt_id)} -> seed, group, mean, examples."""
     rows = []
@@ -109,3 +116,11 @@ def shift_verdict(values, in_group, alternative: str, level: float = 0.05) -> di
     verdict = "untestable" if math.isnan(p) else ("reproduced" if p >= level else "not")
     return {"gap": gap, "p": p, "n_group": int(np.asarray(in_group, bool).sum()),
             "n_rest": int((~np.asarray(in_group, bool)).sum()), "verdict": verdict}
+
+
+def verdict_line(name: str, v: dict) -> str:
+    """One line of markdown for a `gap_verdict`: the verdict, the unlearnable group's mean final
+    pass@1 before and after with the effect and the noise threshold, and the learnable - unlearnable gap."""
+    return (f"**{name}: {v['verdict']}.** Unlearnable mean final pass@1 {v['baseline_unlearnable']:.3f} (baseline) -> "
+            f"{v['variant_unlearnable']:.3f} (effect {v['effect']:+.3f}; noise threshold {v['noise']:.3f}); "
+            f"learnable - unlearnable gap {v['baseline_gap']:+.3f} -> {v['variant_gap']:+.3f}.")

@@ -285,6 +285,15 @@ def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None
     )
 
 
+def final_pass1_on(run_dirs: dict, ids: list[str]) -> dict[int, pd.Series]:
+    """{seed: pass@1 (index prompt_id) of that run's last checkpoint on `ids`} (evaluated or cached)."""
+    out = {}
+    for s, d in run_dirs.items():
+        steps = load_run_config(d).grpo.steps
+        out[s] = read_eval(evaluate_checkpoint(d, steps, ids=ids)).set_index("prompt_id")["pass@1"]
+    return out
+
+
 def checkpoint_near(run_dir: str | Path, fraction: float) -> int:
     """The saved checkpoint step nearest to `fraction` of the run's steps (the paper's mid-training
     analyses use step 50 of 120: fraction 0.42)."""
