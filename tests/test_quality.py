@@ -53,3 +53,25 @@ def test_marked_lines_marks_wrong_and_missing_steps():
     broken = " . ".join(lines[1:-1] + [" ".join(toks)]) + " . " + worked[worked.rfind("answer"):]
     m = quality.marked_lines(p, broken)
     assert (m.verdict == "missing").sum() >= 1 and (m.verdict == "invalid").sum() >= 1
+
+
+def test_reasoning_verdict_figure7():
+    from unlearnability.analysis.quality import reasoning_verdict
+
+    wide = pd.DataFrame({0: [4.0, 3.0, 1.0], 30: [4.5, 4.0, 1.2]}, index=["easy", "learnable", "unlearnable"])
+    assert reasoning_verdict(wide)[0] == "reproduced"  # lowest at the start, rises less (0.2 vs 0.75)
+    rises = wide.copy()
+    rises[30] = [4.5, 4.0, 3.0]
+    assert reasoning_verdict(rises)[0] == "partly"  # lowest at the start, but rises the most
+    rises[0], rises[30] = [4.0, 0.5, 1.0], [4.5, 2.0, 3.0]
+    assert reasoning_verdict(rises)[0] == "not"  # not the lowest, and rises the most
+    assert reasoning_verdict(wide.drop("unlearnable")) == ("untestable", "no unlearnable example with a correct rollout")
+    assert "1.00 -> 1.20" in reasoning_verdict(wide)[1]
+
+
+def test_checkpoint_steps(tmp_path):
+    from unlearnability.store.runs import checkpoint_steps
+
+    for s in (20, 10, 30):
+        (tmp_path / "checkpoints" / f"step_{s:04d}").mkdir(parents=True)
+    assert checkpoint_steps(tmp_path) == [10, 20, 30] and checkpoint_steps(tmp_path / "none") == []

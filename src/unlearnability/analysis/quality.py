@@ -31,6 +31,25 @@ def score_by_group(samples: pd.DataFrame, group_of: pd.Series) -> pd.DataFrame:
     return c.groupby("group").agg(**agg)
 
 
+def reasoning_verdict(wide: pd.DataFrame) -> tuple[str, str]:
+    """Figure 7's claim, "the unlearnable group's correct rollouts have the poorest reasoning, and
+    training does not fix it", on a table of mean scores (index group, columns checkpoint steps).
+
+    reproduced: unlearnable is the lowest group at the first checkpoint and rises no more than the
+    other groups' mean rise by the last; partly: one of the two; not: neither; untestable: no
+    unlearnable row (or no other group). Returns (verdict, the numbers in words)."""
+    if "unlearnable" not in wide.index or len(wide) < 2:
+        return "untestable", "no unlearnable example with a correct rollout"
+    first, last = wide.columns[0], wide.columns[-1]
+    low0 = wide[first].idxmin() == "unlearnable"
+    rise = wide.loc["unlearnable", last] - wide.loc["unlearnable", first]
+    others = (wide.drop("unlearnable")[last] - wide.drop("unlearnable")[first]).mean()
+    verdict = "reproduced" if low0 and rise <= others else ("partly" if low0 or rise <= others else "not")
+    numbers = (f"unlearnable {wide.loc['unlearnable', first]:.2f} -> {wide.loc['unlearnable', last]:.2f} "
+               f"(rise {rise:+.2f} vs {others:+.2f} for the other groups); lowest at step {first}: {wide[first].idxmin()}")
+    return verdict, numbers
+
+
 def pick_low_quality(samples: pd.DataFrame, group_of: pd.Series, problems: dict[str, Problem],
                      group: str = "unlearnable") -> pd.Series | None:
     """Table 2's example by `PICK_RULE`: one correct rollout (a row of `samples`, with

@@ -297,7 +297,7 @@ def final_pass1_on(run_dirs: dict, ids: list[str]) -> dict[int, pd.Series]:
 def checkpoint_near(run_dir: str | Path, fraction: float) -> int:
     """The saved checkpoint step nearest to `fraction` of the run's steps (the paper's mid-training
     analyses use step 50 of 120: fraction 0.42)."""
-    steps = sorted(int(p.name.split("_")[1]) for p in (Path(run_dir) / "checkpoints").glob("step_*"))
+    steps = runs.checkpoint_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"{run_dir}: no checkpoints")
     target = fraction * load_run_config(run_dir).grpo.steps

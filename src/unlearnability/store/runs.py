@@ -44,6 +44,11 @@ def grpo_dir(cfg: Config) -> Path:
     return home() / "grpo" / cfg.section_hash()
 
 
+def checkpoint_steps(run_dir: str | Path) -> list[int]:
+    """The steps of a run's saved checkpoints (`checkpoints/step_NNNN`), sorted."""
+    return sorted(int(p.name.split("_")[1]) for p in (Path(run_dir) / "checkpoints").glob("step_*"))
+
+
 def is_done(folder: Path) -> bool:
     return (Path(folder) / DONE).exists()
 
