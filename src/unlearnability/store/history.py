@@ -85,6 +85,16 @@ def append_dicts(path: str | Path, rows: list[dict], columns: list[str] | None =
         w.writerows(rows)
 
 
+def restart_logs(paths, step: int) -> None:
+    """A run resumed at `step`: drop each log's rows written after it (`truncate_after`); a fresh
+    start (step 0, or a kill before the first checkpoint) drops the logs, so no stale rows stay."""
+    for path in paths:
+        if step == 0:
+            Path(path).unlink(missing_ok=True)
+        else:
+            truncate_after(path, step)
+
+
 def truncate_after(path: str | Path, step: int) -> None:
     """Drop rows of a CSV with a `step` column above `step` (resume: later rows are rewritten),
     and a partial last line left by a kill inside an append."""

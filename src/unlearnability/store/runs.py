@@ -66,6 +66,15 @@ class CorruptRunError(RuntimeError):
     """A run folder's resume state or checkpoint cannot be read (a disk fault, a copy cut short)."""
 
 
+def save_state(state: dict, path: Path) -> None:
+    """`torch.save` of a resume state, atomically (a kill mid-write leaves the previous state)."""
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
 def load_state(path: Path) -> dict:
     """`torch.load` of a resume state (`state.pt`, `train_state.pt`), with a named error when the
     file is damaged: the finished files beside it (logs, earlier checkpoints) stay untouched."""

@@ -390,15 +390,6 @@ def _load_policy(run_dir: Path, base: str | Path, r: _Resume, g):
     return model, ref_model, opt
 
 
-def _truncate_logs(run_dir: Path, step: int) -> None:
-    """Drop log rows written after `step` (the checkpoint resumed from; 0: every row)."""
-    for name in (history.HISTORY_FILE, history.VALIDATION_FILE, "train_log.csv", REPLAY_FILE):
-        if step == 0:  # a fresh start (or a kill before the first checkpoint): no stale rows
-            (run_dir / name).unlink(missing_ok=True)
-        else:  # drop rows written after the checkpoint we resume from
-            history.truncate_after(run_dir / name, step)
-
-
 @dataclass
 class _Batch:
     """One step's groups: `kept` (trained, at most prompts_per_step), `dropped` (no reward
@@ -483,7 +474,8 @@ def _train(cfg: Config, run_dir: Path, base: str | Path, task: Task, stop_after:
     torch.manual_seed(g.seed)
     r = _resume(run_dir, base, g)
     model, ref_model, opt = _load_policy(run_dir, base, r, g)
-    _truncate_logs(run_dir, r.step)
+    history.restart_logs([run_dir / n for n in (history.HISTORY_FILE, history.VALIDATION_FILE, "train_log.csv", REPLAY_FILE)],
+                         r.step)
     tok, step, carry, buffer = task.tokenizer, r.step, r.carry, r.buffer
     sampler = make_sampler(model, tok, g.decoder)  # decoder.FastSampler unless grpo.decoder=transformers
     stream = PromptStream([p.id for p in task.train], g.seed, *r.stream)
@@ -516,8 +508,6 @@ def save_checkpoint(run_dir: Path, step: int, model, tok, opt, stream_state, car
     ck = checkpoint_dir(run_dir, step)
     model.save_pretrained(str(ck))
     tok.save_pretrained(str(ck))
-    tmp = run_dir / "state.pt.tmp"
-    torch.save({"step": step, "opt": opt.state_dict(), "stream": stream_state,
-                "carry": [dataclasses.astuple(c) for c in carry],
-                "replay": buffer.state() if buffer is not None else None}, tmp)
-    tmp.replace(run_dir / "state.pt")
+    runs.save_state({"step": step, "opt": opt.state_dict(), "stream": stream_state,
+                     "carry": [dataclasses.astuple(c) for c in carry],
+                     "replay": buffer.state() if buffer is not None else None}, run_dir / "state.pt")

@@ -333,11 +333,7 @@ def _resume(out_dir: Path, base_dir: str | Path) -> tuple[int, str | Path, dict 
         state = runs.load_state(state_path)
         step = state["step"]
         model_src = checkpoint_dir(out_dir, step)
-    for name in (LOG_FILE, EVAL_FILE, EVAL_EXAMPLES_FILE):
-        if state is None:
-            (out_dir / name).unlink(missing_ok=True)
-        else:
-            history.truncate_after(out_dir / name, step)
+    history.restart_logs([out_dir / n for n in (LOG_FILE, EVAL_FILE, EVAL_EXAMPLES_FILE)], step)
     return step, model_src, state
 
 
@@ -376,13 +372,6 @@ def sft_step(model, opt, batch: dict, dev, autocast_dtype: str, grad_clip: float
     opt.step()
     model.eval()
     return loss
-
-
-def _save_state(out_dir: Path, step: int, opt, tokens: int, elapsed: float) -> None:
-    """The state a killed run resumes from (after the eval point's checkpoint and evaluation)."""
-    tmp = (out_dir / "state.pt").with_suffix(".tmp")
-    torch.save({"step": step, "opt": opt.state_dict(), "tokens": tokens, "elapsed": elapsed}, tmp)
-    tmp.replace(out_dir / "state.pt")
 
 
 def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Series,
@@ -452,7 +441,9 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
             model.save_pretrained(str(ck))
             tok.save_pretrained(str(ck))
             evaluate_now(step)
-            _save_state(out_dir, step, opt, tokens, time.time() - t0)
+            # the state a killed run resumes from, after the eval point's checkpoint and evaluation
+            runs.save_state({"step": step, "opt": opt.state_dict(), "tokens": tokens, "elapsed": time.time() - t0},
+                            out_dir / "state.pt")
         if stop_after is not None and step >= stop_after and step < len(schedule):
             bar.close()
             return out_dir

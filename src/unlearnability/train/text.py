@@ -26,8 +26,8 @@ from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from unlearnability.config import PretrainConfig
 from unlearnability.policy.model import autocast, collate, encode_pair
-from unlearnability.store.history import append_dicts, truncate_after
-from unlearnability.store.runs import check_finite, load_state
+from unlearnability.store.history import append_dicts, restart_logs
+from unlearnability.store.runs import check_finite, load_state, save_state
 
 
 def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
@@ -68,9 +68,7 @@ def train_on_text(
         opt.load_state_dict(state["opt"])
         step, tokens, elapsed, total_steps = state["step"], state["tokens"], state["elapsed"], state["total_steps"]
         skip = step
-        truncate_after(log_path, step)
-    else:  # a fresh start (or a kill before the first checkpoint): no stale rows
-        log_path.unlink(missing_ok=True)
+    restart_logs([log_path], step)
     model.train()
     bar = tqdm(total=cfg.tokens, initial=tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2)
     t0 = time.time() - elapsed
@@ -104,10 +102,8 @@ def train_on_text(
             bar.set_postfix(loss=f"{run_loss / run_n:.3f}")
             run_loss, run_n = 0.0, 0
         if step % checkpoint_every == 0 and tokens < cfg.tokens:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens,
-                        "elapsed": time.time() - t0, "total_steps": total_steps}, tmp)
-            tmp.replace(state_path)
+            save_state({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens,
+                        "elapsed": time.time() - t0, "total_steps": total_steps}, state_path)
             if on_checkpoint:
                 on_checkpoint(step)
     bar.close()
