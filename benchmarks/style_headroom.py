@@ -47,9 +47,10 @@ def style_mix(worked: float) -> dict[str, float]:
     return {"worked": float(worked), **{s: rest for s in OTHER_STYLES if rest > 0}}
 
 
-def arms(shares: list[float], from_scratch: list[float], control: bool, common: dict) -> dict[str, dict]:
+def arms(shares: list[float], from_scratch: list[float], control: bool, common: dict,
+         preset: str = "default") -> dict[str, dict]:
     """{arm name: config overrides}; `common` (GRPO steps, loss chunking) goes into every arm."""
-    from unlearnability.config import merge_overrides
+    from unlearnability.config import load_config, merge_overrides
     from unlearnability.pipeline.experiment import control_overrides
 
     out = {"preset": common}
@@ -60,7 +61,7 @@ def arms(shares: list[float], from_scratch: list[float], control: bool, common: 
         out[f"from scratch, worked {w:g}"] = merge_overrides(
             common, {"world": {"styles": style_mix(w)}, "pretrain": {"anneal_styles": None}})
     if control:
-        out["worked only (control)"] = merge_overrides(common, control_overrides())
+        out["worked only (control)"] = merge_overrides(common, control_overrides(load_config(preset, common)))
     return out
 
 
@@ -82,7 +83,7 @@ def main() -> None:
                     help="worked shares of the mid-training mix (default 0.4 0.25)")
     ap.add_argument("--from-scratch", type=float, nargs="*", default=[],
                     help="worked shares to pretrain a base model for, from the start (30-80 min each)")
-    ap.add_argument("--control", action="store_true", help="also the base pretrained on worked solutions only")
+    ap.add_argument("--control", action="store_true", help="also the matched control: the last pretraining phase on worked solutions only")
     ap.add_argument("--loss-chunk-tokens", type=int, default=4096)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every arm, e.g. --set pretrain.anneal_styles=null (repeatable)")
@@ -95,7 +96,7 @@ def main() -> None:
     common = merge_overrides(parse_set(args.overrides),
                                         {"grpo": {"steps": args.steps, "loss_chunk_tokens": args.loss_chunk_tokens}})
     rows = []
-    for name, overrides in arms(args.shares, args.from_scratch, args.control, common).items():
+    for name, overrides in arms(args.shares, args.from_scratch, args.control, common, args.preset).items():
         for seed, run in experiment.seed_runs(args.preset, args.seeds, overrides).items():
             row = arm_row(read_validation(run), pd.read_csv(run / "train_log.csv"))
             rows.append({"arm": name, "seed": seed, **row, "run": run.name})

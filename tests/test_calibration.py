@@ -104,6 +104,7 @@ def _style_headroom():
 def test_style_headroom_arms_differ_only_in_the_base_model():
     from unlearnability.config import load_config
     from unlearnability.store import runs
+    from unlearnability.train.pretrain import without_anneal
 
     sh = _style_headroom()
     assert sh.style_mix(0.4) == {"worked": 0.4, "terse": 0.2, "leap": 0.2, "answer": 0.2}  # not 0.19999...
@@ -120,7 +121,10 @@ def test_style_headroom_arms_differ_only_in_the_base_model():
     assert mid.midtrain.mixture == "pretrain" and mid.world == preset.world
     assert runs.base_dir(mid) == runs.base_dir(preset)  # continues the preset's cached base model
     assert cfgs["from scratch, worked 0.25"].world.styles["worked"] == 0.25
-    assert runs.base_dir(cfgs["worked only (control)"]) != runs.base_dir(preset)
+    control = cfgs["worked only (control)"]
+    assert runs.base_dir(control) != runs.base_dir(preset) and control.world == preset.world
+    assert {k for k, v in control.pretrain.anneal_styles.items() if v} == {"worked"}  # only the final phase changes
+    assert runs.base_dir(without_anneal(control)) == runs.base_dir(without_anneal(preset))  # its first phase is shared
     assert len({runs.grpo_dir(c) for c in cfgs.values()}) == 4
     # one run's row: validation paired by problem, training reward of the first / last sixth of the steps
     v = pd.DataFrame({"step": [0, 0, 20, 20], "prompt_id": ["a", "b", "a", "b"], "mean_reward": [0.0, 0.5, 0.5, 0.5]})

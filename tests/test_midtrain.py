@@ -185,9 +185,18 @@ def test_anneal_is_a_cached_final_phase_equal_to_midtraining_on_the_pretrain_mix
     monkeypatch.setattr(base, "midtrain_phase", lambda c, base, f, mix, q: seen.update(base=base, mix=mix) or f)
     ensure_midtrained(on_top)
     assert seen["base"] == folder and seen["mix"].styles == styles
-    # the matched control turns every phase's extra styles off
+    # the matched control turns the last phase's extra styles off: the anneal when there is one ...
+    annealed = load_config("smoke", {"pretrain": {"anneal_styles": styles}})
     control = load_config("smoke", config.merge_overrides(
-        {"pretrain": {"anneal_styles": styles}}, experiment.control_overrides()))
-    assert control.pretrain.anneal_styles is None and control.world.styles == {"worked": 1.0}
+        {"pretrain": {"anneal_styles": styles}}, experiment.control_overrides(annealed)))
+    assert control.pretrain.anneal_styles == {"worked": 1.0, "terse": 0.0, "leap": 0.0, "answer": 0.0}
+    assert control.world == annealed.world
+    assert experiment.has_control(annealed) and not experiment.has_control(control)
+    # ... else the single pretraining phase
+    single = load_config("smoke", {"pretrain": {"anneal_styles": None}})
+    control = load_config("smoke", config.merge_overrides(
+        {"pretrain": {"anneal_styles": None}}, experiment.control_overrides(single)))
+    assert control.pretrain.anneal_styles is None and control.world.styles["worked"] == 1.0
+    assert sum(control.world.styles.values()) == 1.0 and experiment.has_control(single) and not experiment.has_control(control)
     with pytest.raises(ValueError, match="pretrain.anneal_styles"):
         ensure_base_model(load_config("smoke", {"pretrain": {"anneal_styles": {"worked": -1.0}}}))

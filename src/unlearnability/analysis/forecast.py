@@ -157,17 +157,9 @@ def feature_table(ids, samples: pd.DataFrame, problems: pd.DataFrame | None = No
     if missing:
         raise ValueError(f"no initial samples for {len(missing)} example(s), e.g. {missing[:3]}")
     idx = pd.Index(ids, name="prompt_id")
-    g = s.groupby("prompt_id")
-    out = pd.DataFrame(index=idx)
-    out["k"] = g.size().reindex(idx).astype(int)
-    out["positives"] = g["reward"].apply(lambda r: int((r > 0).sum())).reindex(idx).astype(int)
-    out["pass@1"] = g["reward"].mean().reindex(idx).astype(float)
-    from unlearnability.evaluation.evaluate import pass_at_k_estimate
-
-    out["pass@4"] = [pass_at_k_estimate(k, c, 4) if k >= 4 else math.nan for k, c in zip(out["k"], out["positives"])]
-
     meta = problems.assign(prompt_id=problems["prompt_id"].astype(str)).set_index("prompt_id").reindex(idx) \
         if problems is not None else pd.DataFrame(index=idx)
+    out = _sample_columns(s, idx)
     if p is not None:
         mod = pd.Series(float(p), index=idx)
     elif "p" in meta:
@@ -176,13 +168,6 @@ def feature_table(ids, samples: pd.DataFrame, problems: pd.DataFrame | None = No
         mod = pd.Series(math.nan, index=idx)
     out["chance_positives"] = out["k"] / mod
     out["luck_p"] = [luck_tail(k, c, m) for k, c, m in zip(out["k"], out["positives"], mod)]
-
-    c = s[s["reward"] > 0]
-    gc = c.groupby("prompt_id")
-    out["score_mean"] = gc["score"].mean().reindex(idx) if "score" in c else math.nan
-    out["exact_share"] = gc["exact"].mean().reindex(idx).astype(float) if "exact" in c else math.nan
-    out["worked_share"] = (c.assign(w=(c["style"] == "worked").astype(float)).groupby("prompt_id")["w"].mean()
-                           .reindex(idx)) if "style" in c else math.nan
 
     gr = gradients.assign(prompt_id=gradients["prompt_id"].astype(str)).set_index("prompt_id") \
         if gradients is not None and len(gradients) else pd.DataFrame(index=pd.Index([], name="prompt_id"))
@@ -201,6 +186,26 @@ def feature_table(ids, samples: pd.DataFrame, problems: pd.DataFrame | None = No
     out["coverage"] = meta["coverage"] if "coverage" in meta else None
     out["coverage_level"] = out["coverage"].map(COVERAGE_LEVEL).astype(float)
     return out[FEATURE_COLUMNS].reset_index()
+
+
+def _sample_columns(s: pd.DataFrame, idx: pd.Index) -> pd.DataFrame:
+    """`feature_table`'s columns from the initial samples `s` of the examples `idx`: k, positives,
+    pass@1, pass@4, and over the correct samples score_mean, exact_share and worked_share."""
+    from unlearnability.evaluation.evaluate import pass_at_k_estimate
+
+    g = s.groupby("prompt_id")
+    out = pd.DataFrame(index=idx)
+    out["k"] = g.size().reindex(idx).astype(int)
+    out["positives"] = g["reward"].apply(lambda r: int((r > 0).sum())).reindex(idx).astype(int)
+    out["pass@1"] = g["reward"].mean().reindex(idx).astype(float)
+    out["pass@4"] = [pass_at_k_estimate(k, c, 4) if k >= 4 else math.nan for k, c in zip(out["k"], out["positives"])]
+    c = s[s["reward"] > 0]
+    gc = c.groupby("prompt_id")
+    out["score_mean"] = gc["score"].mean().reindex(idx) if "score" in c else math.nan
+    out["exact_share"] = gc["exact"].mean().reindex(idx).astype(float) if "exact" in c else math.nan
+    out["worked_share"] = (c.assign(w=(c["style"] == "worked").astype(float)).groupby("prompt_id")["w"].mean()
+                           .reindex(idx)) if "style" in c else math.nan
+    return out
 
 
 def gradient_features(examples: pd.DataFrame, C: np.ndarray, reference) -> pd.DataFrame:
@@ -568,14 +573,8 @@ def features(source, ids, split: str = "train", group_of: pd.Series | None = Non
     sampler: "torch" or "vllm" for the pass@k evaluation (paper scale).
     gradient_overrides: e.g. {"rollouts": 64, "per_group": 50} (per_group = reference size).
     """
-    import dataclasses
-
-    from unlearnability.analysis.gradients import gradient_matrix
-    from unlearnability.analysis.likelihood import reference_logliks
-    from unlearnability.data.reward import SCORING_VERSION
     from unlearnability.data.tasks import load_task
     from unlearnability.pipeline import experiment as ex
-    from unlearnability.store.cache import cached_table
     from unlearnability.train.base import ensure_base_model
 
     for name, val, ok in (("gradients", gradients, ("targets", "analysis", "none")),
@@ -596,41 +595,63 @@ def features(source, ids, split: str = "train", group_of: pd.Series | None = Non
     else:
         task = load_task(cfg, base)
         problems = ex.problem_table(task.valid if split == "valid" else task.train)
-
     grads = None
     if gradients != "none":
-        g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
-        if gradients == "analysis":
-            exs, C = gradient_matrix(study, group_of, 0, gradient_overrides=gradient_overrides)
-            reference = exs.loc[exs["group"] == "easy", "prompt_id"]
-        else:
-            initial = ex.read_eval(ex.evaluate_base(cfg, "train", sampler=sampler))
-            reference = easy_reference(initial, g.per_group, g.seed, tau)
-            pseudo = pd.Series({**{r: "easy" for r in reference}, **{i: "learnable" for i in ids}}, name="group")
-            # "learnable" is a placeholder name for "asked for" (sample_per_group knows three names);
-            # per_group is raised so that every id and every reference is analysed
-            over = {**(gradient_overrides or {}), "per_group": max(len(ids), len(reference), 1)}
-            exs, C = gradient_matrix(study, pseudo, 0, gradient_overrides=over)
-        grads = gradient_features(exs, C, reference)
-
+        grads = _gradient_features_of(study, ids, group_of, gradients, sampler, gradient_overrides, tau)
     logs = None
     if loglik == "analysis":
+        from unlearnability.analysis.likelihood import reference_logliks
+
         logs = reference_logliks(study, group_of, 0, gradient_overrides=gradient_overrides)
     elif loglik == "samples":
-        rows = samples[samples["prompt_id"].astype(str).isin(set(ids)) & (samples["reward"] > 0)]
-        key = {"eval": str(eval_path), "reference": str(base), "ids": sorted(set(rows["prompt_id"].astype(str))),
-               "v": SCORING_VERSION}
-
-        def compute() -> pd.DataFrame:
-
-            set_threads()
-            from unlearnability.analysis.likelihood import rollout_logliks
-
-            t = task or load_task(cfg, base)
-            return rollout_logliks(base, t, rows)
-
-        logs = cached_table("forecast-loglik", key, compute) if len(rows) else None
+        logs = _sample_logliks(cfg, base, task, samples, ids, eval_path)
     return feature_table(ids, samples, problems, grads, logs)
+
+
+def _gradient_features_of(study: Study, ids: list[str], group_of: pd.Series | None, gradients: str, sampler: str,
+                          gradient_overrides: dict | None, tau: float) -> pd.DataFrame:
+    """`features`' gradient columns: from the §5 analysis of `group_of` ("analysis") or from one
+    label-free analysis of `ids` beside easy references drawn from the base model's evaluation ("targets")."""
+    import dataclasses
+
+    from unlearnability.analysis.gradients import gradient_matrix
+    from unlearnability.pipeline import experiment as ex
+
+    cfg = study.cfg
+    g = dataclasses.replace(cfg.gradients, **(gradient_overrides or {}))
+    if gradients == "analysis":
+        exs, C = gradient_matrix(study, group_of, 0, gradient_overrides=gradient_overrides)
+        reference = exs.loc[exs["group"] == "easy", "prompt_id"]
+    else:
+        initial = ex.read_eval(ex.evaluate_base(cfg, "train", sampler=sampler))
+        reference = easy_reference(initial, g.per_group, g.seed, tau)
+        pseudo = pd.Series({**{r: "easy" for r in reference}, **{i: "learnable" for i in ids}}, name="group")
+        # "learnable" is a placeholder name for "asked for" (sample_per_group knows three names);
+        # per_group is raised so that every id and every reference is analysed
+        over = {**(gradient_overrides or {}), "per_group": max(len(ids), len(reference), 1)}
+        exs, C = gradient_matrix(study, pseudo, 0, gradient_overrides=over)
+    return gradient_features(exs, C, reference)
+
+
+def _sample_logliks(cfg: Config, base, task, samples: pd.DataFrame, ids: list[str], eval_path) -> pd.DataFrame | None:
+    """`features`' log-likelihood columns: the correct pass@k samples of `ids` scored under the base
+    model (cached); None when no id has a correct sample."""
+    from unlearnability.data.reward import SCORING_VERSION
+    from unlearnability.data.tasks import load_task
+    from unlearnability.store.cache import cached_table
+
+    rows = samples[samples["prompt_id"].astype(str).isin(set(ids)) & (samples["reward"] > 0)]
+    key = {"eval": str(eval_path), "reference": str(base), "ids": sorted(set(rows["prompt_id"].astype(str))),
+           "v": SCORING_VERSION}
+
+    def compute() -> pd.DataFrame:
+
+        set_threads()
+        from unlearnability.analysis.likelihood import rollout_logliks
+
+        return rollout_logliks(base, task or load_task(cfg, base), rows)
+
+    return cached_table("forecast-loglik", key, compute) if len(rows) else None
 
 
 # ----------------------------------------------------------------------------- screen

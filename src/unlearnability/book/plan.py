@@ -84,13 +84,15 @@ TOPIC = "unlearnability-plan"
 
 # Seconds per unit at one thread when the store has none of a kind (units: a GRPO step, an
 # evaluation sample = problem x k; one artifact otherwise). "default": the issue's measured
-# stage times (base model ~42 min, GRPO run ~16 min = 30 steps, pass@32 over 1024 problems
-# ~12 min) and guesses for the analyses; "smoke": measured on this machine.
+# stage times (base model ~42 min for 16M tokens: 37 for the first phase's 14M, 5 for the anneal's 2M;
+# GRPO run ~16 min = 30 steps, pass@32 over 1024 problems ~12 min) and guesses for the analyses;
+# "smoke": measured on this machine.
 DEFAULT_RATES: dict[str, dict[str, float]] = {
-    "default": {"base": 42 * 60, "midtrain": 6 * 60, "grpo": 16 * 60 / 30, "evaluation": 12 * 60 / (1024 * 32),
+    "default": {"base": 37 * 60, "anneal": 5 * 60, "midtrain": 6 * 60, "grpo": 16 * 60 / 30,
+                "evaluation": 12 * 60 / (1024 * 32),
                 "sft": 5 * 60, "gradients": 10 * 60, "loglik": 8 * 60, "interference": 10 * 60,
                 "augment-gradients": 15 * 60, "midtrain-gradients": 10 * 60, "forecast": 10 * 60},
-    "smoke": {"base": 12.0, "midtrain": 1.0, "grpo": 0.3, "evaluation": 0.008, "sft": 1.0, "gradients": 0.5,
+    "smoke": {"base": 10.0, "anneal": 2.0, "midtrain": 1.0, "grpo": 0.3, "evaluation": 0.008, "sft": 1.0, "gradients": 0.5,
               "loglik": 0.3, "interference": 0.5, "augment-gradients": 1.0, "midtrain-gradients": 1.0,
               "forecast": 1.0},
 }
@@ -482,8 +484,16 @@ class _Chapter:
             return None  # a hub model: nothing to make
         plain = merge_overrides(overrides, {"midtrain": {"mixture": None}})
         key = _rel(runs.base_dir(cfg))
-        self.add(key, "base", f"base model {cfg.name}{f' ({why})' if why and not cfg.midtrain.mixture else ''}",
-                 functools.partial(call_base, self.profile, plain), path=key)
+        label = f"base model {cfg.name}{f' ({why})' if why and not cfg.midtrain.mixture else ''}"
+        if cfg.pretrain.anneal_styles is None:
+            self.add(key, "base", label, functools.partial(call_base, self.profile, plain), path=key)
+        else:  # two tasks: the first phase (shared by every anneal of it), then this anneal
+            first = merge_overrides(plain, {"pretrain": {"anneal_styles": None, "anneal_tokens": None}})
+            fkey = _rel(runs.base_dir(_cfg(self.profile, first)))
+            self.add(fkey, "base", f"base model {cfg.name}, first phase",
+                     functools.partial(call_base, self.profile, first), path=fkey)
+            self.add(key, "anneal", f"{label}, final phase", functools.partial(call_base, self.profile, plain),
+                     deps=[fkey], path=key)
         if cfg.midtrain.mixture is None:
             return key
         mkey = _rel(midtrain_dir(cfg))
@@ -581,15 +591,15 @@ def _plan_unlearnable_examples(c: _Chapter, p: dict) -> None:
     evaluation, the base model's) and the matched control (its own base model, one run per
     ablation seed) when the chapter runs it."""
     from unlearnability.config import merge_overrides
-    from unlearnability.pipeline.experiment import CONTROL_STYLES, control_overrides
+    from unlearnability.pipeline.experiment import control_overrides, has_control
 
     ov, seeds = p["overrides"] or {}, list(p["seeds"])
     c.study(seeds, ov)
     cfg = _cfg(c.profile, ov)
-    if p["ablation_seeds"] and cfg.data.source == "testbed" and cfg.world.styles != CONTROL_STYLES:
-        c.base(merge_overrides(ov, control_overrides()), "worked-only control")
+    if p["ablation_seeds"] and has_control(cfg):
+        c.base(merge_overrides(ov, control_overrides(cfg)), "worked-only control")
         for s in p["ablation_seeds"]:
-            run_ov = merge_overrides(ov, control_overrides(), {"grpo": {"seed": int(s)}})
+            run_ov = merge_overrides(ov, control_overrides(cfg), {"grpo": {"seed": int(s)}})
             c.grpo(functools.partial(call_control_run, c.profile, int(s), ov), run_ov,
                    f"grpo seed {s} (§3 worked-only control)")
 
@@ -847,7 +857,7 @@ def is_made(task: Task) -> bool:
     if task.path is None:
         return False
     path = runs.home() / task.path
-    return runs.is_done(path) if task.kind in ("base", "midtrain", "grpo", "sft") else path.is_file()
+    return runs.is_done(path) if task.kind in ("base", "anneal", "midtrain", "grpo", "sft") else path.is_file()
 
 
 def _owner_profile(folder: Path) -> str | None:
@@ -876,7 +886,7 @@ def store_samples(store: Path | None = None) -> list[tuple[str, str | None, floa
         for folder in sorted((store / kind).glob("*/")):
             if not (folder / "DONE").exists():
                 continue
-            sec = seconds(kind, folder)
+            sec = seconds("anneal" if (folder / "anneal_seconds.txt").exists() else kind, folder)
             if sec is None:
                 continue
             units = 1.0
@@ -885,7 +895,8 @@ def store_samples(store: Path | None = None) -> list[tuple[str, str | None, floa
                     units = max(1, len(pd.read_csv(folder / "train_log.csv")))
                 except (OSError, ValueError, pd.errors.EmptyDataError):
                     continue
-            out.append((kind, _owner_profile(folder) if kind != "sft" else None, sec / units))
+            made_as = "anneal" if kind == "base" and (folder / "anneal_seconds.txt").exists() else kind
+            out.append((made_as, _owner_profile(folder) if kind != "sft" else None, sec / units))
     for f in sorted(store.glob("**/evals/**/*.csv.seconds")):
         table = f.with_name(f.name[: -len(".seconds")])
         sec = ledger.saved_seconds(table)

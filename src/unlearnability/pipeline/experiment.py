@@ -32,6 +32,7 @@ from unlearnability.policy.model import default_device, load_model, set_threads
 from unlearnability.store import ledger, runs
 from unlearnability.train.base import ensure_base_model
 from unlearnability.train.grpo import checkpoint_dir, train_grpo
+from unlearnability.train.pretrain import final_styles
 
 
 def run_grpo(cfg: Config) -> Path:
@@ -245,10 +246,27 @@ def seed_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> 
 CONTROL_STYLES = {"worked": 1.0}  # the matched control's corpus: worked solutions only
 
 
-def control_overrides() -> dict:
-    """The matched control's config overrides: worked solutions only in every pretraining phase
-    (no final style phase either), so the same pretraining with the extra response styles off."""
-    return {"world": {"styles": dict(CONTROL_STYLES)}, "pretrain": {"anneal_styles": None}}
+def control_overrides(cfg: Config) -> dict:
+    """The matched control of `cfg`: its last pretraining phase on worked solutions only.
+
+    With a final style phase (`pretrain.anneal_styles`, the default), only that phase changes: the
+    control shares the first phase's model with `cfg` (made once, cached) and anneals it on worked
+    solutions for the same number of tokens, so the two base models differ in nothing but the style
+    mix of their final phase (and the control costs an anneal, not a second pretraining). Without a
+    final phase, the single phase is pretrained on worked solutions only. Every style of `cfg`'s
+    mix is named (the others at share 0), so merged over overrides that set the mix it still wins."""
+    if cfg.pretrain.anneal_styles is not None:
+        return {"pretrain": {"anneal_styles": _worked_only(cfg.pretrain.anneal_styles)}}
+    return {"world": {"styles": _worked_only(cfg.world.styles)}}
+
+
+def _worked_only(shares: dict[str, float]) -> dict[str, float]:
+    return {**{s: 0.0 for s in shares}, **CONTROL_STYLES}
+
+
+def has_control(cfg: Config) -> bool:
+    """Whether `cfg` has a styles-off control: the testbed with extra styles in its last pretraining phase."""
+    return cfg.data.source == "testbed" and {s for s, v in final_styles(cfg).items() if v > 0} != set(CONTROL_STYLES)
 
 
 def variant_runs(profile: str, seeds: list[int], overrides: dict | None, changes: dict) -> dict[int, Path]:
@@ -258,10 +276,9 @@ def variant_runs(profile: str, seeds: list[int], overrides: dict | None, changes
 
 
 def styles_control_runs(profile: str, seeds: list[int], overrides: dict | None = None) -> dict[int, Path]:
-    """The matched control of `profile` + `overrides`: the same runs with the extra response
-    styles off (`control_overrides()`: worked solutions only, no final style phase, so its own pretraining);
-    {seed: run folder}."""
-    return variant_runs(profile, seeds, overrides, control_overrides())
+    """The matched control of `profile` + `overrides`: the same runs from a base model whose last
+    pretraining phase has the extra response styles off (`control_overrides`); {seed: run folder}."""
+    return variant_runs(profile, seeds, overrides, control_overrides(load_config(profile, overrides)))
 
 
 def baseline_study(profile: str, seeds: list[int], overrides: dict | None = None,

@@ -64,6 +64,8 @@ def legacy_seconds(kind: str, path: Path) -> float | None:
     try:
         if kind == "base":
             return float((path / "pretrain_seconds.txt").read_text().split()[0])
+        if kind == "anneal":
+            return float((path / "anneal_seconds.txt").read_text().split()[0])
         if kind == "midtrain":
             return float((path / "midtrain_seconds.txt").read_text().split()[0])
         if kind == "grpo":

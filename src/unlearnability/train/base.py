@@ -2,10 +2,10 @@
 
     ensure_base_model(cfg)   the model every run of `cfg` starts from, made now if missing:
 
-        phase        what it trains on                               cached under          module
-        pretrain     worked solutions of the world, `world.styles`   base/<hash>           pretrain.pretrain_phase
-        anneal       the same mixture, `pretrain.anneal_styles`      base/<hash>           anneal_phase (here)
-        mid-train    a `midtrain.mixture` (paper §5.4)               midtrain/<hash>       midtrain.midtrain_phase
+        phase        what it trains on                               cached under   ledger kind   module
+        pretrain     worked solutions of the world, `world.styles`   base/<hash>    base          pretrain.pretrain_phase
+        anneal       the same mixture, `pretrain.anneal_styles`      base/<hash>    anneal        anneal_phase (here)
+        mid-train    a `midtrain.mixture` (paper §5.4)               midtrain/<hash> midtrain     midtrain.midtrain_phase
 
 Each phase continues the previous phase's model with `train.text.train_on_text` (its tokens,
 learning rate and warm-up from its section), is cached under its own hash (so the phases before
@@ -52,22 +52,24 @@ def ensure_base_model(cfg: Config, quiet: bool = False) -> Path | str:
     if cfg.model.hub_id:
         return cfg.model.hub_id
     folder = runs.base_dir(cfg)
-    with ledger.making("base", folder):  # timed with its first phase, if any (as pretrain_seconds.txt)
-        return _ensure_base(cfg, folder, quiet)
+    if cfg.pretrain.anneal_styles is None:
+        with ledger.making("base", folder):
+            return _ensure_phase(folder, lambda: pretrain_phase(cfg, folder, quiet))
+    with ledger.making("anneal", folder):  # its first phase is timed on its own, as kind "base"
+        if runs.is_done(folder):
+            return folder
+        first = Path(ensure_base_model(without_anneal(cfg), quiet))  # cached: shared by every anneal of it
+        return _ensure_phase(folder, lambda: anneal_phase(cfg, first, folder, quiet))
 
 
-def _ensure_base(cfg: Config, folder: Path, quiet: bool) -> Path:
-    """The pretrained model in `folder`: its first phase (made first, itself cached), then the anneal."""
+def _ensure_phase(folder: Path, make) -> Path:
+    """`folder` if it is complete, else `make()` under the folder's lock (one process at a time)."""
     if runs.is_done(folder):
         return folder
-    first = None
-    if cfg.pretrain.anneal_styles is not None:
-        plain = without_anneal(cfg)
-        first = _ensure_base(plain, runs.base_dir(plain), quiet)
     with runs.locked(folder):
         if runs.is_done(folder):  # another process finished it while we waited
             return folder
-        return pretrain_phase(cfg, folder, quiet) if first is None else anneal_phase(cfg, first, folder, quiet)
+        return make()
 
 
 def anneal_phase(cfg: Config, first: Path, folder: Path, quiet: bool) -> Path:

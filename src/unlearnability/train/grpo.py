@@ -258,45 +258,16 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
         ref = frozen_logprobs(ref_model, groups, full, g, pad_id, amp) if ref_model is not None else None
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
-    clipped_tokens = torch.zeros(len(groups) * n)
+    clipped_tokens = torch.zeros(len(groups) * n)  # (G*n,) clipped response tokens per rollout, summed over epochs
     sums = dict.fromkeys(METRICS[:-2], 0.0)
     updates = 0
     model.train()
     for _ in range(g.ppo_epochs):
         for s in range(0, len(order), g.mini_batch_prompts):
-            gidx = order[s: s + g.mini_batch_prompts]
-            rows = [gi * n + j for gi in gidx for j in range(n)]
-            seqs = [(groups[gi].prompt_ids, groups[gi].responses[j]) for gi in gidx for j in range(n)]
-            if g.loss_chunk_tokens:  # rows bucketed by length: less padding, gradients accumulated
-                chunks = length_buckets([len(p) + len(r) for p, r in seqs], g.loss_chunk_tokens)
-            else:  # the whole mini-batch in one forward
-                chunks = [list(range(len(seqs)))]
-            n_tok = max(1, sum(len(r) for _, r in seqs))  # the mini-batch's response tokens
-            opt.zero_grad(set_to_none=True)
-            parts = dict.fromkeys(("loss", "pg_loss", "kl", "entropy"), 0.0)
-            for chunk in chunks:
-                r_idx = torch.tensor([rows[i] for i in chunk])
-                mb = pad_rows([seqs[i] for i in chunk], pad_id)
-                T = mb["response_mask"].shape[1]
-                mask = mb["response_mask"].to(dev)  # (b, T)
-                scale = float(mask.sum()) / n_tok  # the chunk's share of the token mean
-                logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)
-                old_mb = logp.detach() if on_policy else old[r_idx, :T]  # (b, T)
-                pg, clipped = policy_loss(logp, old_mb, adv[r_idx], g.eps_low, g.eps_high, g.clip_ratio_c)
-                pg_loss = token_mean(pg, mask) * scale
-                entropy = token_mean(ent, mask) * scale
-                loss = pg_loss - g.entropy_coef * entropy
-                kl = torch.zeros((), device=dev)
-                if ref is not None:
-                    kl = token_mean(kl_penalty(logp, ref[r_idx, :T], g.kl_estimator), mask) * scale
-                    loss = loss + g.kl_coef * kl
-                loss.backward()
-                clipped_tokens[r_idx] += (clipped.float() * mask).sum(-1).detach().cpu()
-                for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy)):
-                    parts[k] += float(v.detach())
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
-            opt.step()
-            for k, v in {**parts, "grad_norm": float(gn)}.items():
+            rows = [gi * n + j for gi in order[s: s + g.mini_batch_prompts] for j in range(n)]
+            seqs = [(groups[r // n].prompt_ids, groups[r // n].responses[r % n]) for r in rows]
+            for k, v in minibatch_update(model, opt, seqs, rows, adv, old, ref, g, pad_id, amp,
+                                         clipped_tokens).items():
                 sums[k] += v
             updates += 1
     model.eval()
@@ -309,6 +280,49 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
     metrics["clip_frac"] = float(clipped_tokens.sum() / (n_tokens.sum() * g.ppo_epochs).clamp(min=1))
     metrics["updates"] = updates
     return metrics, clip_frac
+
+
+def minibatch_update(model, opt, seqs: list[tuple[list[int], list[int]]], rows: list[int], adv: torch.Tensor,
+                     old: torch.Tensor | None, ref: torch.Tensor | None, g: GRPOConfig, pad_id: int, amp: str,
+                     clipped_tokens: torch.Tensor) -> dict[str, float]:
+    """One optimiser step on a mini-batch: `seqs` the (prompt, response) pairs of step rows `rows`.
+
+    adv: (G*n, 1) advantages of every row of the step; old / ref: (G*n, T) frozen log-probs of the
+    old and reference policies (None: on-policy, the current log-probs detached / no KL term).
+    The loss is the token mean over the mini-batch's response tokens, computed in length buckets
+    of `g.loss_chunk_tokens` (gradients accumulated) or in one forward. Adds each row's clipped
+    tokens to `clipped_tokens` (G*n,); returns the mini-batch's loss parts and gradient norm."""
+    dev = next(model.parameters()).device
+    if g.loss_chunk_tokens:  # rows bucketed by length: less padding, gradients accumulated
+        chunks = length_buckets([len(p) + len(r) for p, r in seqs], g.loss_chunk_tokens)
+    else:  # the whole mini-batch in one forward
+        chunks = [list(range(len(seqs)))]
+    n_tok = max(1, sum(len(r) for _, r in seqs))  # the mini-batch's response tokens
+    opt.zero_grad(set_to_none=True)
+    parts = dict.fromkeys(("loss", "pg_loss", "kl", "entropy"), 0.0)
+    for chunk in chunks:
+        r_idx = torch.tensor([rows[i] for i in chunk])
+        mb = pad_rows([seqs[i] for i in chunk], pad_id)
+        T = mb["response_mask"].shape[1]
+        mask = mb["response_mask"].to(dev)  # (b, T)
+        scale = float(mask.sum()) / n_tok  # the chunk's share of the token mean
+        logp, ent = token_logprobs(model, mb, g.temperature, amp, with_entropy=True)  # (b, T) each
+        old_mb = logp.detach() if old is None else old[r_idx, :T]  # (b, T)
+        pg, clipped = policy_loss(logp, old_mb, adv[r_idx], g.eps_low, g.eps_high, g.clip_ratio_c)
+        pg_loss = token_mean(pg, mask) * scale
+        entropy = token_mean(ent, mask) * scale
+        loss = pg_loss - g.entropy_coef * entropy
+        kl = torch.zeros((), device=dev)
+        if ref is not None:
+            kl = token_mean(kl_penalty(logp, ref[r_idx, :T], g.kl_estimator), mask) * scale
+            loss = loss + g.kl_coef * kl
+        loss.backward()
+        clipped_tokens[r_idx] += (clipped.float() * mask).sum(-1).detach().cpu()
+        for k, v in (("loss", loss), ("pg_loss", pg_loss), ("kl", kl), ("entropy", entropy)):
+            parts[k] += float(v.detach())
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), g.grad_clip)
+    opt.step()
+    return {**parts, "grad_norm": float(gn)}
 
 
 def validate(sampler, task: Task, cfg: Config, step: int) -> list[history.ValidationRow]:
