@@ -118,7 +118,7 @@ def test_train_sft_writes_eval_per_group_and_overfits(smoke_store, tmp_path):
     cfg, base, task = smoke()
     ids = [p.id for p in task.train[:4]]
     examples = pd.Series(["easy", "easy", "unlearnable", "learnable"], index=ids)
-    sft = SFTConfig(epochs=60, batch_size=4, lr=5e-3, eval_every=20, eval_k=2)
+    sft = SFTConfig(epochs=60, batch_size=4, lr=5e-3, eval_every=20, eval_k=8)
     out = train_sft(sft, base, task, examples, worked_responses(task.train), tmp_path / "sft", eval_cfg=cfg.eval)
     ev = read_sft_eval(out)
     assert list(ev.columns) == ["step", "epoch", "group", "examples", "pass@1", "exact_rate"]
@@ -126,7 +126,7 @@ def test_train_sft_writes_eval_per_group_and_overfits(smoke_store, tmp_path):
     for _, at in ev.groupby("step"):
         assert dict(zip(at.group, at.examples)) == {"easy": 2, "unlearnable": 1, "learnable": 1}
     per_ex = read_sft_eval(out, per_example=True)
-    assert len(per_ex) == 4 * 4 and (per_ex.n == 2).all()
+    assert len(per_ex) == 4 * 4 and (per_ex.n == 8).all()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0020", "step_0040", "step_0060"]
     assert (out / "checkpoints" / "step_0060" / "tokenizer.json").exists()
     # overfitting a repeated tiny set: the response loss falls far, and the examples get solved
