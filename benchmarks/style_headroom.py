@@ -83,7 +83,8 @@ def main() -> None:
                     help="worked shares of the mid-training mix (default 0.4 0.25)")
     ap.add_argument("--from-scratch", type=float, nargs="*", default=[],
                     help="worked shares to pretrain a base model for, from the start (30-80 min each)")
-    ap.add_argument("--control", action="store_true", help="also the matched control: the last pretraining phase on worked solutions only")
+    ap.add_argument("--control", action="store_true",
+                    help="also the matched control: the last pretraining phase on worked solutions only")
     ap.add_argument("--loss-chunk-tokens", type=int, default=4096)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every arm, e.g. --set pretrain.anneal_styles=null (repeatable)")

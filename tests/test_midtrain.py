@@ -197,6 +197,7 @@ def test_anneal_is_a_cached_final_phase_equal_to_midtraining_on_the_pretrain_mix
     control = load_config("smoke", config.merge_overrides(
         {"pretrain": {"anneal_styles": None}}, experiment.control_overrides(single)))
     assert control.pretrain.anneal_styles is None and control.world.styles["worked"] == 1.0
-    assert sum(control.world.styles.values()) == 1.0 and experiment.has_control(single) and not experiment.has_control(control)
+    assert sum(control.world.styles.values()) == 1.0
+    assert experiment.has_control(single) and not experiment.has_control(control)
     with pytest.raises(ValueError, match="pretrain.anneal_styles"):
         ensure_base_model(load_config("smoke", {"pretrain": {"anneal_styles": {"worked": -1.0}}}))

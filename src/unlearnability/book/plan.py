@@ -92,8 +92,8 @@ DEFAULT_RATES: dict[str, dict[str, float]] = {
                 "evaluation": 12 * 60 / (1024 * 32),
                 "sft": 5 * 60, "gradients": 10 * 60, "loglik": 8 * 60, "interference": 10 * 60,
                 "augment-gradients": 15 * 60, "midtrain-gradients": 10 * 60, "forecast": 10 * 60},
-    "smoke": {"base": 10.0, "anneal": 2.0, "midtrain": 1.0, "grpo": 0.3, "evaluation": 0.008, "sft": 1.0, "gradients": 0.5,
-              "loglik": 0.3, "interference": 0.5, "augment-gradients": 1.0, "midtrain-gradients": 1.0,
+    "smoke": {"base": 10.0, "anneal": 2.0, "midtrain": 1.0, "grpo": 0.3, "evaluation": 0.008, "sft": 1.0,
+              "gradients": 0.5, "loglik": 0.3, "interference": 0.5, "augment-gradients": 1.0, "midtrain-gradients": 1.0,
               "forecast": 1.0},
 }
 UNIT = {"grpo": "step", "evaluation": "sample"}
@@ -886,7 +886,8 @@ def store_samples(store: Path | None = None) -> list[tuple[str, str | None, floa
         for folder in sorted((store / kind).glob("*/")):
             if not (folder / "DONE").exists():
                 continue
-            sec = seconds("anneal" if (folder / "anneal_seconds.txt").exists() else kind, folder)
+            made_as = "anneal" if kind == "base" and (folder / "anneal_seconds.txt").exists() else kind
+            sec = seconds(made_as, folder)
             if sec is None:
                 continue
             units = 1.0
@@ -895,7 +896,6 @@ def store_samples(store: Path | None = None) -> list[tuple[str, str | None, floa
                     units = max(1, len(pd.read_csv(folder / "train_log.csv")))
                 except (OSError, ValueError, pd.errors.EmptyDataError):
                     continue
-            made_as = "anneal" if kind == "base" and (folder / "anneal_seconds.txt").exists() else kind
             out.append((made_as, _owner_profile(folder) if kind != "sft" else None, sec / units))
     for f in sorted(store.glob("**/evals/**/*.csv.seconds")):
         table = f.with_name(f.name[: -len(".seconds")])
