@@ -9,6 +9,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def load_benchmark(name: str):
+    """The module of `benchmarks/<name>.py` (not a package), for the tests of its pure parts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_project_store(tmp_path_factory):
     """Tests never write into the project's run store (runs/): a session store unless one is set."""

@@ -91,14 +91,9 @@ def test_style_shares():
 
 
 def _style_headroom():
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "style_headroom.py"
-    spec = importlib.util.spec_from_file_location("style_headroom", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("style_headroom")
 
 
 def test_style_headroom_arms_differ_only_in_the_base_model():

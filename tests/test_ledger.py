@@ -1,10 +1,12 @@
 """The cost ledger (ledger.py): artifacts timed when made, noted when used, a book's cold cost."""
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from conftest import load_benchmark
 from unlearnability.store import ledger, runs
 
 
@@ -113,3 +115,40 @@ def test_a_chapter_with_parameters_gets_its_own_ledger(store):
     assert ledger.ledger_path("default", "section4") == store / "ledger" / "default" / "section4.tsv"
     other = ledger.ledger_path("default", "section4", {"tau": 0.2})
     assert other.parent == store / "ledger" / "default" and other.name.startswith("section4-")
+
+
+def test_a_build_is_recorded_as_cold_only_when_it_made_every_artifact(store, tmp_path, monkeypatch, capsys):
+    import json
+    import os
+    import sys
+
+    from unlearnability.book.chapters import list_chapters
+
+    bb = load_benchmark("book_budget")
+    since = time.time() - 100
+    arts = {"base/b": since + 10, "grpo/r": since + 50}
+    for art, made in arts.items():
+        (store / art).mkdir(parents=True)
+        ledger.seconds_path(store / art).write_text("30.0 1\n")
+        os.utime(ledger.seconds_path(store / art), (made, made))
+    for ch in [c.name for c in list_chapters() if c.kind == "notebook"]:
+        path = ledger.ledger_path("default", ch)
+        ledger.note("base", "base/b", 0, 30.0, "saved", 1, target=path)
+        ledger.note("grpo", "grpo/r", 0, 30.0, "saved", 1, target=path)
+        ledger.note("chapter", ch, 1, 6.0, "measured", 1, target=path)
+
+    def run(*extra):
+        monkeypatch.setattr(sys, "argv", ["book_budget.py", "--root", str(tmp_path), *extra])
+        assert bb.main() == 0
+        return capsys.readouterr().out
+
+    report = tmp_path / "book" / "book.json"
+    out = run("--cold-since", str(since + 20), "--wall-seconds", "600")  # the base was there before
+    assert "not cold (1 artifact(s) made before it started" in out and not report.exists()
+    out = run("--cold-since", str(since), "--wall-seconds", "600")
+    r = json.loads(report.read_text())
+    assert r["cold_wall_minutes"] == 10.0 and r["met"] and r["target_minutes"] == 180.0
+    assert set(r["chapters"]) == {c.name for c in list_chapters() if c.kind == "notebook"}
+    assert r["one_core_minutes"] == round((60 + 6 * len(r["chapters"])) / 60, 1)
+    assert "10 min wall against 180: met" in run()  # printed from the record afterwards
+    assert "NOT met" in run("--target-min", "5")
