@@ -63,7 +63,7 @@ def test_dry_run_prints_tasks_estimates_and_critical_path(store, capsys):
     out = capsys.readouterr().out
     assert "base model default" in out and "grpo seed 42 (§3 baseline)" in out
     assert "critical path" in out and "on 2 workers about" in out
-    assert "base 2.22e+03 s/artifact (default)" in out and "anneal 300 s/artifact" in out  # no store: the defaults
+    assert "base 1.98e+03 s/artifact (default)" in out and "anneal 300 s/artifact" in out  # no store: the defaults
 
 
 # ---------------------------------------------------------------- running synthetic graphs

@@ -83,13 +83,13 @@ STATUS_TODO, STATUS_DONE, STATUS_CACHED, STATUS_FAILED, STATUS_SKIPPED = "todo",
 TOPIC = "unlearnability-plan"
 
 # Seconds per unit at one thread when the store has none of a kind (units: a GRPO step, an
-# evaluation sample = problem x k; one artifact otherwise). "default": the measured
-# stage times (base model ~42 min for 16M tokens: 37 for the first phase's 14M, 5 for the anneal's 2M;
-# GRPO run ~16 min = 30 steps, pass@32 over 1024 problems ~12 min) and guesses for the analyses;
-# "smoke": measured on this machine.
+# evaluation sample = problem x k; one artifact otherwise). "default": measured in the v3 default's
+# cold build on 2 workers (2026-12-02: the first phase's 14M tokens ~33 min at 0.37 s/step, the
+# anneal's 2M 4-6 min, a GRPO step ~9.3 s, pass@128 over 256 problems 1-2 min) and guesses for the
+# analyses; "smoke": measured on this machine.
 DEFAULT_RATES: dict[str, dict[str, float]] = {
-    "default": {"base": 37 * 60, "anneal": 5 * 60, "midtrain": 6 * 60, "grpo": 16 * 60 / 30,
-                "evaluation": 12 * 60 / (1024 * 32),
+    "default": {"base": 33 * 60, "anneal": 5 * 60, "midtrain": 6 * 60, "grpo": 10.0,
+                "evaluation": 0.003,
                 "sft": 5 * 60, "gradients": 10 * 60, "loglik": 8 * 60, "interference": 10 * 60,
                 "augment-gradients": 15 * 60, "midtrain-gradients": 10 * 60, "forecast": 10 * 60},
     "smoke": {"base": 10.0, "anneal": 2.0, "midtrain": 1.0, "grpo": 0.3, "evaluation": 0.008, "sft": 1.0,
