@@ -152,3 +152,20 @@ def test_a_build_is_recorded_as_cold_only_when_it_made_every_artifact(store, tmp
     assert r["one_core_minutes"] == round((60 + 6 * len(r["chapters"])) / 60, 1)
     assert "10 min wall against 180: met" in run()  # printed from the record afterwards
     assert "NOT met" in run("--target-min", "5")
+
+
+def test_a_reused_annealed_base_notes_its_first_phase_too(store, monkeypatch, tmp_path):
+    """The final phase's own seconds leave out the first phase: a chapter that only reuses the
+    annealed model must still list the first phase, or the book's cold cost misses it."""
+    from unlearnability.config import load_config
+    from unlearnability.train.base import ensure_base_model
+
+    cfg = load_config("smoke", {"pretrain": {"tokens": 3000, "anneal_tokens": 1000}})
+    for name in ("made", "reused"):
+        path = tmp_path / f"{name}.tsv"
+        monkeypatch.setenv(ledger.ENV, str(path))
+        ensure_base_model(cfg, quiet=True)
+        lines = ledger.read(path).set_index("kind")
+        assert set(lines.index) == {"base", "anneal"}, lines
+        assert set(lines.made.astype(int)) == ({1} if name == "made" else {0})
+        assert lines.loc["base", "seconds"] > 0 and lines.loc["anneal", "seconds"] > 0

@@ -176,7 +176,7 @@ def test_the_serial_path_runs_on_one_core_with_one_torch_thread():
 def test_progress_lines_and_eta_use_the_store_times(tmp_path, store):
     est = plan.Estimator("default")
     t = plan.Task("@x", "grpo", "grpo x", print, units=30)
-    assert est.seconds(t) == pytest.approx(16 * 60)  # the default per step
+    assert est.seconds(t) == pytest.approx(30 * plan.DEFAULT_RATES["default"]["grpo"])  # the default per step
     est.observe(t, 60.0)
     assert est.seconds(t) == pytest.approx(60.0)  # what this run measured wins
     span, critical = plan.simulate([plan.Task("@a", "k", "a", print), plan.Task("@b", "k", "b", print),

@@ -19,7 +19,8 @@ was made, under whatever else ran beside it, at the thread count recorded. An ar
 before this ledger existed has no saved time, except base and mid-trained models (their
 `*_seconds.txt`) and GRPO runs (the step seconds of `train_log.csv`, so without validations);
 the rest are counted as untimed. A run resumed after a kill saves the resumed part only. An
-annealed base model's time includes its first phase (as `pretrain_seconds.txt` does).
+annealed base model is two artifacts, each timed on its own: the first phase (kind `base`) and the
+final one (`anneal`); a chapter that uses the annealed model notes both.
 """
 
 from __future__ import annotations

@@ -55,10 +55,13 @@ def ensure_base_model(cfg: Config, quiet: bool = False) -> Path | str:
     if cfg.pretrain.anneal_styles is None:
         with ledger.making("base", folder):
             return _ensure_phase(folder, lambda: pretrain_phase(cfg, folder, quiet))
-    with ledger.making("anneal", folder):  # its first phase is timed on its own, as kind "base"
-        if runs.is_done(folder):
-            return folder
-        first = Path(ensure_base_model(without_anneal(cfg), quiet))  # cached: shared by every anneal of it
+    first_cfg = without_anneal(cfg)
+    first = runs.base_dir(first_cfg)
+    if not runs.is_done(folder) or runs.is_done(first):
+        # the first phase, timed on its own as kind "base" (cached: shared by every anneal of it). Noted
+        # when the anneal is reused too, so a chapter's ledger pays a cold store for both phases.
+        first = Path(ensure_base_model(first_cfg, quiet))
+    with ledger.making("anneal", folder):
         return _ensure_phase(folder, lambda: anneal_phase(cfg, first, folder, quiet))
 
 
