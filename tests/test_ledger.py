@@ -169,3 +169,22 @@ def test_a_reused_annealed_base_notes_its_first_phase_too(store, monkeypatch, tm
         assert set(lines.index) == {"base", "anneal"}, lines
         assert set(lines.made.astype(int)) == ({1} if name == "made" else {0})
         assert lines.loc["base", "seconds"] > 0 and lines.loc["anneal", "seconds"] > 0
+
+
+def test_an_analysis_cache_name_does_not_depend_on_the_path_to_the_store(tmp_path, monkeypatch):
+    from unlearnability.store.cache import analysis_path
+
+    real = tmp_path / "store"
+    (real / "grpo" / "r1").mkdir(parents=True)
+    (tmp_path / "checkout").mkdir()
+    (tmp_path / "checkout" / "runs").symlink_to(real)
+    names = []
+    for home in (real, tmp_path / "checkout" / "runs"):
+        monkeypatch.setenv("UNLEARN_HOME", str(home))
+        key = {"policy": str(home / "grpo" / "r1" / "checkpoint-10"), "ids": [("a", "easy")], "k": 8}
+        names.append(analysis_path("gradients", key).name)
+    assert names[0] == names[1]
+    other = analysis_path("gradients", {"policy": str(tmp_path / "elsewhere" / "checkpoint-10"), "ids": [("a", "easy")],
+                                        "k": 8})
+    assert other.name != names[0]  # a path outside the store is hashed as it is
+    assert analysis_path("gradients", {"k": 9}).name != analysis_path("gradients", {"k": 8}).name
