@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 from pathlib import Path
 
 
@@ -60,17 +59,14 @@ def made_before(budget, since: float, store: Path) -> list[str]:
 
 
 def cold_report(budget, profile: str, wall_seconds: float, target_min: float, root: Path) -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
+    from unlearnability.book.provenance import git_state  # commit and clean as each chapter records them
 
+    commit, clean = git_state(root)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     minutes = {r.chapter: round(r.seconds / 60, 1) for r in budget.chapters.itertuples()}
     return {"profile": profile, "cold_wall_minutes": round(wall_seconds / 60, 1), "cores": cores,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "commit": git("rev-parse", "HEAD") or None, "clean": git("status", "--porcelain", "-uno") == "",
+            "commit": commit, "clean": clean,
             "one_core_minutes": round(budget.seconds / 60, 1), "target_minutes": target_min,
             "met": wall_seconds / 60 <= target_min, "chapters": minutes}
 
