@@ -253,7 +253,8 @@ def secret_chapter_cells() -> list:
     prints what a user would print (the config, the replies, an error), and logs a warning."""
     return [
         new_markdown_cell("# An LLM call"),
-        new_code_cell("from unlearnability.backends.llm import LLMConfig, LLMError, chat\n"
+        new_code_cell("from unlearnability.backends.llm import LLMError, chat\n"
+                      "from unlearnability.config import LLMConfig\n"
                       "cfg = LLMConfig(base_url=base_url, model='stub')\nprint(cfg)\n"
                       "print(chat(cfg, [{'role': 'user', 'content': 'hello'}]))"),
         new_code_cell("try:\n    chat(cfg, [{'role': 'user', 'content': 'fail'}])\n"

@@ -33,6 +33,12 @@ def test_every_ranged_field_refuses_its_out_of_range_value(key, rule):
     ("world.task_mix", {"add": 0.0}, "at least one skill"),
     ("world.tiers", [0, 1], "integers >= 1"),
     ("world.styles", {"worked": 0.0}, "positive total"),
+    ("sft.per_group", {"easy": 1.5}, "sft.per_group.easy=1.5: must be a count (an integer >= 0) or a fraction"),
+    ("sft.per_group", {"learnable": -2}, "sft.per_group.learnable=-2"),
+    ("sft.per_group", {"easy": "all"}, "sft.per_group.easy='all'"),
+    ("llm.max_tokens", "many", "llm.max_tokens: expected an integer"),  # optional fields: null or their type
+    ("llm.temperature", "hot", "llm.temperature: expected a number"),
+    ("data.template", 5, "data.template: expected a string"),
 ])
 def test_the_issues_values_and_the_cross_field_checks(key, value, words):
     over = override(key, value)
@@ -53,8 +59,11 @@ def test_every_preset_passes_the_checks():
 def test_boundary_values_are_accepted():
     cfg = load_config("default", {"grpo": {"rollouts_per_prompt": 2, "mini_batch_prompts": 32, "top_p": 1.0,
                                            "kl_coef": 0.0, "valid_every": 0},
-                                  "eval": {"temperature": 0.0}, "world": {"chain_bias": 1.0}})
+                                  "eval": {"temperature": 0.0}, "world": {"chain_bias": 1.0},
+                                  "sft": {"epochs": 1, "eval_every": 0, "per_group": {"easy": 1.0, "learnable": 0}},
+                                  "llm": {"temperature": 0, "max_retries": 0, "max_tokens": None}})
     assert cfg.grpo.rollouts_per_prompt == 2 and cfg.eval.temperature == 0.0
+    assert cfg.sft.per_group == {"unlearnable": 200, "learnable": 0, "easy": 1.0} and cfg.llm.temperature == 0.0
 
 
 @pytest.mark.parametrize("n,expected", [(3, (3, 3)), (8, (8, 8)), (10, (10, 5)), (12, (12, 6)), (13, (13, 1)),

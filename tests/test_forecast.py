@@ -143,18 +143,6 @@ def test_auroc_by_hand_ties_and_constant():
     assert fc.roc_points([1, 1], [0.2, 0.3]).empty
 
 
-def test_bootstrap_ci_contains_estimate_and_is_deterministic():
-    rng = np.random.default_rng(0)
-    y = np.r_[np.zeros(40), np.ones(40)]
-    p = y + rng.normal(0, 1.0, 80)
-    a = fc.auroc(y, p)
-    lo, hi = fc.bootstrap_ci(y, p, 300, seed=3)
-    assert lo < a < hi and 0 <= lo and hi <= 1
-    assert (lo, hi) == fc.bootstrap_ci(y, p, 300, seed=3)
-    assert (lo, hi) != fc.bootstrap_ci(y, p, 300, seed=4)
-    assert all(math.isnan(v) for v in fc.bootstrap_ci([1, 1, 1], [0.1, 0.2, 0.3], 50))
-
-
 def test_stratified_folds_keep_both_classes_and_are_deterministic():
     y = np.r_[np.ones(10), np.zeros(5)]
     f = fc.stratified_folds(y, 5, seed=0)

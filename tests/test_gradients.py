@@ -1,6 +1,7 @@
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -64,16 +65,6 @@ def test_sample_per_group_is_seeded():
     assert a.index.tolist() != sample_per_group(groups, 5, seed=1).index.tolist()
 
 
-def test_permutation_test():
-    from unlearnability.analysis.gradients import permutation_test
-
-    vals = np.array([0.0, 0.1, 0.0, 1.0, 1.1, 0.9, 1.0, 1.2])
-    gap, p = permutation_test(vals, np.array([1, 1, 1, 0, 0, 0, 0, 0]), n=2000)
-    assert gap == pytest.approx(0.1 / 3 - 1.04) and p < 0.05  # clearly lower: 1 of 56 labelings
-    gap, p = permutation_test(vals, np.array([0, 0, 0, 1, 1, 1, 0, 0]), n=2000)
-    assert p > 0.3
-
-
 def test_full_parameter_gradients_and_matrix_agreement(tiny_dir):
     from unlearnability.analysis.gradients import (
         full_policy,
@@ -98,3 +89,46 @@ def test_full_parameter_gradients_and_matrix_agreement(tiny_dir):
     assert flipped["spearman"] < -0.99
     import pandas as pd
     assert abs(spearman(pd.Series([1, 2, 3, 4]), pd.Series([1, 4, 9, 16])) - 1) < 1e-12  # monotone, not linear
+
+
+def examples_table(label="initial policy", unl_shift=-1.0):
+    g = ["easy"] * 4 + ["learnable"] * 4 + ["unlearnable"] * 4
+    sim = [0.5, 0.6, 0.55, 0.45, 0.5, 0.4, 0.6, 0.5] + [0.5 + unl_shift + d for d in (0.0, 0.05, -0.05, 0.02)]
+    return pd.DataFrame({"prompt_id": [f"p{i}" for i in range(12)], "group": g, "avg_similarity": sim, "policy": label})
+
+
+def test_outlier_claims_and_counts():
+    from unlearnability.analysis.gradients import examples_per_policy, outlier_claims
+
+    ex = pd.concat([examples_table(), examples_table("step 5", unl_shift=0.3),
+                    examples_table("step 9").query("group != 'unlearnable'")])
+    rows = outlier_claims(ex)
+    assert [r["claim"] for r in rows] == ["unlearnable are gradient outliers, initial policy (Fig 6)",
+                                          "unlearnable are gradient outliers, step 5 (Fig 17)",
+                                          "unlearnable are gradient outliers, step 9 (Fig 17)"]
+    assert [r["testbed"] for r in rows] == ["reproduced", "not", "untestable"]
+    assert rows[0]["numbers"].startswith("lowest group: unlearnable; unlearnable - rest -1.0")
+    assert rows[1]["numbers"].startswith("lowest group: learnable")
+    counts = examples_per_policy(ex, ["easy", "learnable", "unlearnable", "no_reward"])
+    assert list(counts.columns) == ["easy", "learnable", "unlearnable"] and counts.loc["step 5", "unlearnable"] == 4
+    assert np.isnan(counts.loc["step 9", "unlearnable"])
+
+
+def test_lora_full_claim_thresholds_and_rows():
+    from unlearnability.analysis.gradients import lora_full_claim, outlier_gap, rollouts_agreement
+
+    a = {"examples": 6, "pairs": 15, "pearson": 0.81, "spearman": 0.75, "avg_pearson": 0.5, "avg_spearman": 0.4}
+    c = lora_full_claim(a)
+    assert c["verdict"] == "reproduced" and c["numbers"] == "pairs Spearman 0.750, Pearson 0.810 (reproduced: >= 0.7)"
+    assert c["line"].startswith("LoRA vs full-parameter gradients at the initial policy, 6 examples (15 pairs)")
+    assert lora_full_claim({**a, "spearman": 0.5})["verdict"] == "partly"
+    assert lora_full_claim({**a, "spearman": 0.1})["verdict"] == "not"
+    row = outlier_gap("LoRA", 16, examples_table())
+    assert row["gradients"] == "LoRA" and row["rollouts"] == 16 and row["examples"] == 12
+    assert row["unlearnable - rest"] == pytest.approx(-0.495 - 0.5125) and row["p"] < 0.05  # group means by hand
+    ex, alt_ex = examples_table(), examples_table()
+    alt_ex["avg_similarity"] = -alt_ex["avg_similarity"]  # reversed ranks
+    line = rollouts_agreement(ex.drop(columns="policy"), alt_ex.drop(columns="policy"), 16, 32)
+    assert line.startswith("Per example, the average similarity with 16 and with 32 rollouts correlates at Spearman -1.000")
+    assert "(12 examples with a gradient in both)" in line
+    assert rollouts_agreement(ex, alt_ex.iloc[:2], 16, 32) is None

@@ -99,3 +99,33 @@ def test_interference_end_to_end(tiny):
         assert (both.cos_batch - both.cos_within).abs().max() > 1e-4
     again = interference(d, task, probs, G, max_new_tokens=4, batch_prompts=3, rollouts=6)
     pd.testing.assert_frame_equal(together, again)  # deterministic given the config's seeds
+
+
+def test_figure16_tables_and_claims():
+    from unlearnability.analysis.interference import cancel_claims, cancel_long, cancel_means, cancel_table, within_change
+
+    def frame(unl_within):
+        g = ["learnable"] * 4 + ["unlearnable"] * 4 + ["easy"]
+        return pd.DataFrame({"prompt_id": [f"p{i}" for i in range(9)], "group": g, "rollouts": 8, "correct": 3,
+                             "cos_within": [-0.1, -0.2, -0.1, -0.2] + unl_within + [float("nan")],
+                             "cos_batch": [-0.1, -0.2, -0.1, -0.2, -0.1, -0.2, -0.15, -0.15, 0.3]})
+    itf = cancel_table({"initial policy": frame([-0.1, -0.2, -0.15, -0.15]), "step 5": frame([0.9, 0.8, 0.9, 0.8])})
+    assert len(itf) == 16 and set(itf.policy) == {"initial policy", "step 5"}  # the easy rows have no within value
+    assert itf["within"].iloc[0] == pytest.approx(0.1) and itf["batch"].iloc[0] == pytest.approx(0.1)  # sign flipped
+    long = cancel_long(itf)
+    assert len(long) == 32 and set(long.measure) == {"(a) within the example", "(b) against the batch's incorrect rollouts"}
+    means = cancel_means(itf)
+    assert means.loc[("step 5", "unlearnable"), "within"] == pytest.approx(-0.85) and means["examples"].eq(4).all()
+    change = within_change(means, "step 5")
+    assert change["unlearnable"] == pytest.approx(-1.0) and change["learnable"] == pytest.approx(0.0)
+    assert change.name == "change of (a), initial -> mid"
+    assert within_change(cancel_means(itf[itf.policy == "step 5"]), "step 5") is None
+    rows = cancel_claims(itf)
+    assert [r["hypothesis"] for r in rows] == ["interference: within at initial policy (Fig 16a)",
+                                               "interference: batch at initial policy (Fig 16b)",
+                                               "interference: within at step 5 (Fig 16a)",
+                                               "interference: batch at step 5 (Fig 16b)"]
+    assert rows[0]["testbed"] == "reproduced" and rows[2]["testbed"] == "see numbers"
+    assert rows[2]["paper"] == "learnable shift, unlearnable do not" and rows[3]["paper"] == "no learnable/unlearnable difference"
+    assert rows[2]["numbers"].startswith("unlearnable - learnable -1.000, p = ") and rows[2]["numbers"].endswith("(4 vs 4)")
+    assert cancel_claims(itf[itf.group == "easy"]) == []

@@ -24,13 +24,14 @@ from unlearnability.analysis.judge import (
     score_fn,
 )
 from unlearnability.backends.llm import (
-    LLMConfig,
     LLMError,
     chat,
     chat_many,
+    describe,
     parse_json_reply,
     redact,
 )
+from unlearnability.config import LLMConfig
 from unlearnability.world.problems import Problem
 
 SECRET = "sk-test-SECRET123"
@@ -77,11 +78,30 @@ def test_chat_round_trip_sends_the_key_only_in_the_header(server, key):
     assert req["headers"]["authorization"] == f"Bearer {SECRET}"
     assert req["body"]["model"] == "judge-model" and req["body"]["temperature"] == 0.0
     assert req["body"]["max_completion_tokens"] == 64
-    assert "api_key_env" in repr(cfg) and not leaks(cfg) and not leaks(cfg.describe())
+    assert "api_key_env" in repr(cfg) and not leaks(cfg) and not leaks(describe(cfg))
     assert "key" not in {f for f in cfg.__dataclass_fields__ if f != "api_key_env"}
     # defaults send neither temperature nor a token limit (GPT-5 models accept only defaults)
     chat(cfg_for(srv), [{"role": "user", "content": "x"}])
     assert "temperature" not in srv.requests[-1]["body"] and "max_completion_tokens" not in srv.requests[-1]["body"]
+
+
+def test_the_llm_section_is_checked_and_an_unset_server_named(server, key):
+    from unlearnability.config import ConfigError, apply_overrides, field_help, load_config
+
+    cfg = apply_overrides(load_config("smoke"), {"llm": {"base_url": "http://x/v1", "model": "m", "timeout": 5}})
+    assert cfg.llm.timeout == 5.0 and isinstance(cfg.llm.timeout, float) and cfg.llm.api_key_env == "OPENAI_API_KEY"
+    with pytest.raises(ConfigError, match=r"llm.max_tokens_field='max_len': must be one of: max_completion_tokens, "
+                                          r"max_tokens"):
+        apply_overrides(cfg, {"llm": {"max_tokens_field": "max_len"}})
+    with pytest.raises(ConfigError, match="llm.model: expected a string"):
+        apply_overrides(cfg, {"llm": {"model": 5}})
+    assert "environment variable" in field_help("llm.api_key_env")
+    srv = server()
+    with pytest.raises(LLMError, match="llm.base_url and llm.model are not set"):
+        chat(LLMConfig(), [{"role": "user", "content": "hi"}])
+    with pytest.raises(LLMError, match="llm.model is not set"):
+        judge_response(LLMConfig(base_url=srv.base_url), PROBLEM, "5", cache=False)
+    assert srv.count == 0
 
 
 def test_missing_env_var_is_a_clear_error(server, monkeypatch):
@@ -234,6 +254,15 @@ def test_judge_cli(server, key, tmp_path, capsys):
     assert captured.out.strip().splitlines()[-1] == str(out) and SECRET not in captured.out + captured.err
     table = pd.read_csv(out)
     assert table["sample"].tolist() == [0] and table["score"].tolist() == [2] and srv.count == 1  # correct only
+    # the llm section's other fields by --set, checked as at load before any request
+    argv = ["judge", "--samples", str(tmp_path / "samples.csv"), "--problems", str(tmp_path / "problems.jsonl"),
+            "--out", str(out), "--cache", str(tmp_path / "c2.jsonl"), "--base-url", srv.base_url, "--model", "j"]
+    assert main(argv + ["--set", "llm.timeout=0"]) == 2
+    assert "llm.timeout=0.0: must be > 0 (llm.timeout: seconds per request)" in capsys.readouterr().err
+    assert main(argv + ["--set", "grpo.lr=1"]) == 2
+    assert "unlearn judge takes llm.KEY=VALUE only" in capsys.readouterr().err
+    assert main(argv + ["--concurrency", "0"]) == 2 and "llm.concurrency=0: must be >= 1" in capsys.readouterr().err
+    assert srv.count == 1
 
 
 def test_prompts_fill_in_one_pass():
@@ -360,4 +389,5 @@ def test_augment_cli(server, key, tmp_path, capsys):
     assert "nope.jsonl: problems file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["augment", "--help"])
-    assert "--check-model" in capsys.readouterr().out
+    helped = capsys.readouterr().out
+    assert "--check-model" in helped and "llm.max_retries = 4\n      extra attempts after a transient error" in helped

@@ -5,19 +5,24 @@ import pandas as pd
 import pytest
 
 from unlearnability.cli.main import main
-from unlearnability.config import ConfigError, load_config
+from unlearnability.config import (
+    ConfigError,
+    SFTConfig,
+    apply_overrides,
+    check_section,
+    field_help,
+    load_config,
+)
 from unlearnability.data.tasks import Task, load_task
 from unlearnability.store import runs
 from unlearnability.train import sft as sft_mod
 from unlearnability.train.base import ensure_base_model
 from unlearnability.train.sft import (
-    SFTConfig,
     file_responses,
     read_sft_eval,
     run_sft,
     scale_counts,
     select_examples,
-    sft_config,
     train_sft,
 )
 from unlearnability.train.sft import (
@@ -59,15 +64,57 @@ def test_scale_counts_min_rule_fractions_and_errors():
         scale_counts({"ambiguous": 5}, g)
 
 
-def test_sft_config_overrides_merge_and_name_the_key():
-    cfg = sft_config({"per_group": {"easy": 10}, "lr": 1, "epochs": 2})
+def test_sft_section_overrides_merge_and_name_the_key():
+    cfg = load_config("default", {"sft": {"per_group": {"easy": 10}, "lr": 1, "epochs": 2}}).sft
     assert cfg.per_group == {"unlearnable": 200, "learnable": 200, "easy": 10} and cfg.lr == 1.0
+    assert isinstance(cfg.lr, float) and cfg.per_group["easy"] == 10 and isinstance(cfg.per_group["easy"], int)
+    # a preset's sft and a later override merge the same way, key by key
+    again = apply_overrides(load_config("default", {"sft": {"per_group": {"easy": 10}}}),
+                            {"sft": {"per_group": {"learnable": 0.5}}})
+    assert again.sft.per_group == {"unlearnable": 200, "learnable": 0.5, "easy": 10}
     with pytest.raises(ConfigError, match="sft: unknown key 'epoch'"):
-        sft_config({"epoch": 2})
+        load_config("default", {"sft": {"epoch": 2}})
     with pytest.raises(ConfigError, match="sft.epochs: expected an integer"):
-        sft_config({"epochs": "x"})
-    with pytest.raises(ConfigError, match="sft.per_group.easy"):
-        sft_config({"per_group": {"easy": 1.5}})
+        load_config("default", {"sft": {"epochs": "x"}})
+    with pytest.raises(ConfigError, match=r"sft.per_group.easy=1.5: must be a count .* or a fraction in \(0, 1\]"):
+        load_config("default", {"sft": {"per_group": {"easy": 1.5}}})
+    with pytest.raises(ConfigError, match=r"sft.per_group.easy=-1: must be a count \(an integer >= 0\)"):
+        load_config("default", {"sft": {"per_group": {"easy": -1}}})
+    with pytest.raises(ConfigError, match="sft.per_group: expected a mapping, merged key by key into"):
+        load_config("default", {"sft": {"per_group": 5}})
+    with pytest.raises(ConfigError, match="sft.lr=0.0: must be > 0"):
+        apply_overrides(load_config("smoke"), {"sft": {"lr": 0}})
+    assert "AdamW learning rate" in field_help("sft.lr") and "A.2" in field_help("sft")
+    # a section built in code, as train_sft checks it
+    with pytest.raises(ConfigError, match="sft.epochs=0: must be >= 1"):
+        check_section("sft", SFTConfig(epochs=0))
+
+
+def test_sft_folder_key_is_the_one_from_before_the_sft_section():
+    """The SFT folder's key of these settings, as computed when SFTConfig had its own merger
+    (`sft_config`): moving the settings into the config left every SFT folder valid."""
+    cfg = load_config("smoke")
+    train, _ = train_valid_split(cfg.world)
+    names = ["easy", "learnable", "unlearnable"]
+    group_of = pd.Series([names[i % 3] for i in range(len(train))], index=[p.id for p in train])
+    for over, key in (({}, "66672fcbe419"), ({"per_group": {"easy": 0.5}, "lr": 1, "epochs": 2}, "9b6ebac3ebde")):
+        run = apply_overrides(cfg, {"sft": over})
+        examples = select_examples(group_of, scale_counts(run.sft.per_group, group_of, run.sft.scale_to_groups),
+                                   run.sft.seed)
+        assert sft_mod.sft_key(Path("base") / "abc123", examples, worked_responses(train), run) == key
+
+
+def test_the_sft_section_stays_out_of_every_other_key():
+    """SFT settings change the SFT folder's key only: the GRPO run, base model and evaluation keys,
+    and the config a chapter's provenance hashes, are those of the config without them."""
+    plain = load_config("smoke")
+    tuned = apply_overrides(plain, {"sft": {"epochs": 9, "per_group": {"easy": 1}}, "llm": {"model": "m"}})
+    assert tuned.section_hash() == plain.section_hash()
+    for names in (("world", "model", "pretrain"), ("eval", "data")):
+        assert tuned.section_hash(*names) == plain.section_hash(*names)
+    assert tuned.section_hash("sft") != plain.section_hash("sft")
+    assert "sft" not in plain.to_dict() and "llm" not in plain.to_dict()
+    assert tuned.to_dict()["sft"]["epochs"] == 9 and tuned.to_dict()["llm"]["model"] == "m"
 
 
 def test_testbed_responses_are_rewarded_and_exact():
@@ -156,8 +203,8 @@ def test_train_sft_same_numbers_and_resume_after_kill(smoke_store, tmp_path):
 def test_run_sft_is_cached(smoke_store, monkeypatch):
     cfg, _, task = smoke()
     group_of = pd.Series(["easy", "learnable", "unlearnable", "no_reward"] * 4, index=[p.id for p in task.train])
-    sft = SFTConfig(epochs=1, eval_k=1, per_group={"unlearnable": 2, "learnable": 200, "easy": 0.5})
-    out = run_sft(cfg, group_of, sft, quiet=True)
+    sft = {"epochs": 1, "eval_k": 1, "per_group": {"unlearnable": 2, "learnable": 200, "easy": 0.5}}
+    out = run_sft(apply_overrides(cfg, {"sft": sft}), group_of, quiet=True)
     assert out.parent == runs.home() / "sft" and runs.is_done(out)
     ex = pd.read_csv(out / "examples.csv")
     assert ex.group.value_counts().to_dict() == {"learnable": 4, "unlearnable": 2, "easy": 2}  # min(asked, have)
@@ -167,9 +214,9 @@ def test_run_sft_is_cached(smoke_store, monkeypatch):
         raise AssertionError("retrained a cached SFT run")
 
     monkeypatch.setattr(sft_mod, "train_sft", boom)
-    assert run_sft(cfg, group_of, sft, quiet=True) == out
+    assert run_sft(apply_overrides(cfg, {"sft": sft}), group_of, quiet=True) == out
     with pytest.raises(AssertionError, match="retrained"):  # another config is another folder
-        run_sft(cfg, group_of, SFTConfig(epochs=2, eval_k=1), quiet=True)
+        run_sft(apply_overrides(cfg, {"sft": {"epochs": 2, "eval_k": 1}}), group_of, quiet=True)
 
 
 def test_cli_sft_prints_folder_and_clear_errors(smoke_store, tmp_path, capsys):

@@ -2,7 +2,10 @@
 
 A preset (`presets/NAME.yaml`) overrides any field; `--set section.key=value` overrides a
 preset. Defaults are the paper's baseline (book/protocol.md); the testbed presets scale them
-down and say so in `notes`. The full resolved config (and the seed) names a run's folder.
+down and say so in `notes`. The full resolved config (and the seed) names a run's folder; the
+`sft` and `llm` sections (SFT per group, the LLM server of the judge and augmentation) have keys
+of their own and are never part of a GRPO run's. Every field is documented by its comment
+(`field_help`, `unlearn config`) and checked at load (`check_config`, `RULES`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,23 @@ def late(default: Any) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=LATE)
     return field(default=default, metadata=LATE)
+
+
+# A section with its own cache key (sft: `train.sft.sft_key`; llm: the judge's cache key) carries
+# this metadata: no GRPO run reads it, so `Config.section_hash()` leaves it out unless it is named,
+# and `Config.to_dict()` leaves it out while at its default (configs written before it arrived
+# read, and hash, the same).
+OWN_KEY = {**LATE, "own_key": True}
+
+
+def own_key(default: Any) -> Any:
+    """A section with its own cache key (see OWN_KEY), `default` a section instance."""
+    return field(default_factory=lambda: copy.deepcopy(default), metadata=OWN_KEY)
+
+
+# A dict field whose overrides merge key by key (`--set sft.per_group.easy=100` keeps the other
+# groups); every other dict field is replaced whole by an override.
+BY_KEY = {"merge": "by_key"}
 
 
 @dataclass
@@ -123,6 +143,9 @@ class DataConfig:
     augment: dict[str, Any] | None = late(None)
 
 
+ADV_EPS = 1e-6  # verl's epsilon of the group advantage (r - mean) / (std + eps); train.grpo.group_advantages
+
+
 @dataclass
 class GRPOConfig:
     """GRPO as in the paper's baseline (verl). Defaults are the paper's values (book/protocol.md)."""
@@ -141,7 +164,7 @@ class GRPOConfig:
     kl_estimator: str = "k3"  # k3 (low-variance) | k1
     entropy_coef: float = 1e-3  # entropy bonus
     grad_clip: float = 1.0  # gradient norm clipping
-    adv_eps: float = 1e-6  # advantage = (r - mean) / (std + adv_eps), population std
+    adv_eps: float = ADV_EPS  # advantage = (r - mean) / (std + adv_eps), population std
     loss_agg: str = "token-mean"  # token-mean over the mini-batch's response tokens
     dynamic_sampling: bool = True  # drop zero-variance groups, refill until the batch is full
     max_gen_batches: int = 10  # give up refilling after this many generation rounds (then train on what we have)
@@ -219,6 +242,54 @@ class MidtrainConfig:
 
 
 @dataclass
+class SFTConfig:
+    """Supervised fine-tuning on correct responses, per group (paper A.2, Figure 15a; `train.sft`).
+    Set with `--set sft.KEY=VALUE`; the SFT folder has its own key (`train.sft.sft_key`)."""
+
+    # examples per group: an int is a count, a float in (0, 1] a fraction of the group's examples
+    # that have a correct response. Paper: 200 unlearnable, 200 learnable, 400 random easy.
+    # Set a group to 0 to leave it out (`--set sft.per_group.easy=0`); overrides merge key by key.
+    per_group: dict[str, int | float] = field(default_factory=lambda: {
+        "unlearnable": 200, "learnable": 200, "easy": 400}, metadata=BY_KEY)
+    # True: take min(requested, available) per group (the testbed's groups are small);
+    # False: a group with fewer examples than requested is an error.
+    scale_to_groups: bool = True
+    responses_per_example: int = 1  # correct responses trained on per example (first N distinct)
+    epochs: int = 3  # passes over the SFT set
+    lr: float = 5e-4  # AdamW learning rate, constant (testbed scale; a 0.5B model wants ~1e-5)
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float = 1.0  # max gradient norm
+    batch_size: int = 16  # (example, response) rows per optimizer step
+    max_length: int = 2048  # tokens per row, prompt + response + EOS; capped at the model's positions
+    # optimizer steps between evaluations (checkpoint + per-group pass@1); 0 = at the end of
+    # every epoch. The last step and step 0 (the base model) are always evaluated.
+    eval_every: int = 0
+    eval_k: int = 8  # samples per example for per-group pass@1 (temperature / top_p from `eval`)
+    seed: int = 0  # which examples are chosen, and the batch order
+
+
+@dataclass
+class LLMConfig:
+    """An OpenAI-compatible chat server (`backends.llm`) for the paper-scale LLM paths: the
+    reasoning judge (§5.2, `analysis.judge`) and LLM augmentation (§5.3, `backends.llm_augment`).
+    Holds the *name* of the environment variable with the API key (api_key_env), never the key."""
+
+    # the server's endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1 (null: none set)
+    base_url: str | None = None
+    model: str | None = None  # the model's name as the server knows it, e.g. gpt-5-mini (null: none set)
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding the API key
+    # sampling temperature sent with each request; null: the server's default (GPT-5 models accept only that)
+    temperature: float | None = None
+    max_tokens: int | None = None  # token limit per reply; null: none sent (GPT-5's reasoning tokens count against it)
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 4  # extra attempts after a transient error (connection, timeout, 408 / 409 / 429, 5xx)
+    concurrency: int = 8  # requests in flight (chat_many, the judge, augmentation)
+    retry_backoff: float = 1.0  # first retry waits this many seconds, then doubles (cap 30 s)
+    # how the token limit is sent: max_completion_tokens (GPT-5, vLLM, SGLang) | max_tokens (older servers)
+    max_tokens_field: str = "max_completion_tokens"
+
+
+@dataclass
 class Config:
     name: str = "custom"  # the preset's name (not part of any cache key)
     notes: str = ""  # where and why this preset departs from the paper
@@ -230,16 +301,27 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     gradients: GradientConfig = field(default_factory=GradientConfig)
     midtrain: MidtrainConfig = late(MidtrainConfig())  # a late section: out of every key while off
+    sft: SFTConfig = own_key(SFTConfig())  # SFT per group (paper A.2; train.sft), its own cache key
+    llm: LLMConfig = own_key(LLMConfig())  # the LLM judge / augmentation server (paper scale), its own cache key
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as plain data (a run's config.yaml); sections with their own key
+        (`own_key`: sft, llm) only when they differ from their default."""
+        d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("own_key") and getattr(self, f.name) == f.default_factory():
+                del d[f.name]
+        return d
 
     def section_hash(self, *sections: str) -> str:
-        """Short hash of the named sections (all if none): the cache key of what they produce.
-        Fields marked `late` are left out while they hold their default."""
+        """Short hash of the named sections (all if none, less those with their own key: sft,
+        llm): the cache key of what they produce. Fields marked `late` are left out while they
+        hold their default."""
         d = _cache_dict(self)
+        own = {f.name for f in dataclasses.fields(self) if f.metadata.get("own_key")}
         # (a late section at its default is absent from d, so it adds nothing)
-        keep = {k: d[k] for k in (sections or tuple(d)) if k not in ("name", "notes") and k in d}
+        names = sections or tuple(k for k in d if k not in own)
+        keep = {k: d[k] for k in names if k not in ("name", "notes") and k in d}
         blob = json.dumps(keep, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -267,7 +349,8 @@ def preset_names() -> list[str]:
 
 
 def _merge(obj: Any, updates: dict[str, Any], where: str) -> Any:
-    """Return a copy of dataclass `obj` with `updates` applied (nested dicts merge into nested dataclasses)."""
+    """Return a copy of dataclass `obj` with `updates` applied (nested dicts merge into nested
+    dataclasses, and into dict fields marked BY_KEY key by key; other fields are replaced)."""
     names = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for key, value in updates.items():
@@ -278,6 +361,10 @@ def _merge(obj: Any, updates: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
             value = _merge(current, value, f"{where}.{key}")
+        elif names[key].metadata.get("merge") == "by_key":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping, merged key by key into {current}, got {value!r}")
+            value = {**current, **value}
         changes[key] = value
     return dataclasses.replace(obj, **changes)
 
@@ -347,6 +434,20 @@ def load_config(preset: str | Path = "default", overrides: dict[str, Any] | None
     return cfg
 
 
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | None, where: str = "--set") -> Config:
+    """A copy of `cfg` with `overrides` (a nested dict, as `parse_set` gives) merged as a preset's
+    are, then checked: apply_overrides(cfg, {"sft": {"epochs": 5, "per_group": {"easy": 100}}})."""
+    out = _merge(copy.deepcopy(cfg), overrides or {}, where)
+    check_config(out)
+    return out
+
+
+def check_section(name: str, section: Any) -> None:
+    """`check_config` for one section built in code (e.g. `SFTConfig(epochs=2)` handed to
+    `train.sft.train_sft`), with every other section at its default."""
+    check_config(dataclasses.replace(Config(), **{name: section}))
+
+
 DECODERS = ("fast", "transformers")  # grpo/eval/gradients.decoder (decoder.FastSampler | sampling.TorchSampler)
 AUGMENT_KINDS = ("similar", "subproblem")  # what data.augment.kinds may name (world/augment.py)
 AUGMENT_DEFAULTS: dict[str, Any] = {"ids": None, "kinds": list(AUGMENT_KINDS), "n_similar": 5, "seed": 0}
@@ -397,6 +498,9 @@ def check_config(cfg: Config) -> None:
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
             t = str(f.type)
+            if t.endswith(" | None") and v is None:
+                continue
+            t = t.removesuffix(" | None")
             if t == "float" and isinstance(v, int) and not isinstance(v, bool):
                 setattr(obj, f.name, float(v))
             elif t == "float" and not isinstance(v, float):
@@ -405,6 +509,11 @@ def check_config(cfg: Config) -> None:
                 raise ConfigError(f"{section.name}.{f.name}: expected an integer, got {v!r}")
             elif t == "bool" and not isinstance(v, bool):
                 raise ConfigError(f"{section.name}.{f.name}: expected true/false, got {v!r}")
+            elif t == "str" and not isinstance(v, str):
+                raise ConfigError(f"{section.name}.{f.name}: expected a string, got {v!r}")
+            elif t == "dict[str, int | float]":  # sft.per_group: ints are counts, floats fractions (no coercion)
+                if not isinstance(v, dict):
+                    raise ConfigError(f"{section.name}.{f.name}: expected a mapping, got {v!r}")
             elif t.startswith("dict[str, dict[str, float]]") and isinstance(v, dict):  # world.skill_styles
                 for k, inner in v.items():
                     if not isinstance(inner, dict) or any(isinstance(x, bool) or not isinstance(x, (int, float))
@@ -493,6 +602,7 @@ KL_ESTIMATORS = ("k3", "k1")  # grpo.kl_penalty
 LOSS_AGGREGATIONS = ("token-mean",)  # the only aggregation grpo.train_step implements
 SOURCES = ("testbed", "math", "deepscaler")  # mathdata.load_data
 AUTOCAST = ("none", "bfloat16")  # model.autocast
+MAX_TOKENS_FIELDS = ("max_completion_tokens", "max_tokens")  # llm.max_tokens_field (backends.llm._request_args)
 
 RULES: list[tuple[str, tuple]] = [
     ("world.p", _at_least(2)), ("world.digits", _at_least(0)), ("world.n_vars", _within(2, 26)),
@@ -527,6 +637,13 @@ RULES: list[tuple[str, tuple]] = [
     ("gradients.temperature", _above(0)), ("gradients.top_p", _within(0, 1, lo_open=True)),
     ("gradients.max_correct", _at_least(1)), ("gradients.lora_r", _at_least(1)), ("gradients.lora_alpha", _above(0)),
     ("midtrain.tokens", _optional(_at_least(1))), ("midtrain.lr", _above(0)), ("midtrain.warmup_steps", _at_least(0)),
+    ("sft.responses_per_example", _at_least(1)), ("sft.epochs", _at_least(1)), ("sft.lr", _above(0)),
+    ("sft.weight_decay", _at_least(0)), ("sft.grad_clip", _above(0)), ("sft.batch_size", _at_least(1)),
+    ("sft.max_length", _at_least(2)),  # a prompt token and a response token at least
+    ("sft.eval_every", _at_least(0)), ("sft.eval_k", _at_least(1)),
+    ("llm.temperature", _optional(_at_least(0))), ("llm.max_tokens", _optional(_at_least(1))),
+    ("llm.timeout", _above(0)), ("llm.max_retries", _at_least(0)), ("llm.concurrency", _at_least(1)),
+    ("llm.retry_backoff", _at_least(0)), ("llm.max_tokens_field", _one_of(*MAX_TOKENS_FIELDS)),
 ]
 
 
@@ -565,6 +682,10 @@ def _check_ranges(cfg: Config) -> None:
     for key, shares in (("world.styles", w.styles), ("pretrain.anneal_styles", cfg.pretrain.anneal_styles)):
         if shares is not None and (not shares or any(v < 0 for v in shares.values()) or not sum(shares.values()) > 0):
             raise ConfigError(f"{key}: expected {{style: share}} with shares >= 0 and a positive total, got {shares}")
+    for group, n in cfg.sft.per_group.items():
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0 or (isinstance(n, float) and n > 1):
+            raise ConfigError(f"sft.per_group.{group}={n!r}: must be a count (an integer >= 0) or a fraction "
+                              f"in (0, 1] of the group (0 leaves it out)")
 
 
 def config_from_dict(d: dict[str, Any]) -> Config:

@@ -19,6 +19,14 @@ What this module does (testbed; the augmentations are `world.augment`'s exact on
                                                           example analysed (cached)
     augmentation_similarity(study, group_of)              Figure 10: one row per source example
 
+The chapter's figures and claims (one function per claim, returning its verdict and numbers):
+
+    target_pass_rates(runs_by, ids, k)                    Figure 8: pass@1 / pass@k by checkpoint
+    figure8_verdicts(f8, finals, ids, tau, k)             "augmentation does not lift them"
+    validation_by_step(runs_by)                           the runs' held-out validation by step
+    figure9_table(runs_by, histories, group_of, name)     Figure 9: reward by kind of problem
+    figure10_verdict(f10)                                 "own augmentations are not more similar"
+
 Simplifications: no answer cross-check (the generator's answers are exact); when the
 augmented set is smaller than `grpo.prompts_per_step`, the runs' prompts per step and
 mini-batch are cut to its size (as `experiment.curriculum` does); Figure 10's "training set" is
@@ -177,3 +185,136 @@ def per_source_similarity(long: pd.DataFrame) -> pd.DataFrame:
 def augmentation_similarity(study, group_of: pd.Series, **kwargs) -> pd.DataFrame:
     """Figure 10: `per_source_similarity(augmentation_gradients(study, group_of, **kwargs))`."""
     return per_source_similarity(augmentation_gradients(study, group_of, **kwargs))
+
+
+# ----------------------------------------------------------------------------- the chapter's figures and verdicts
+
+
+def pass_rates(samples: pd.DataFrame, k: int) -> dict:
+    """pass@1 (mean reward over all samples) and pass@k (mean over problems of the unbiased
+    estimate from each problem's samples, `evaluate.pass_at_k_estimate`) of one evaluation.
+
+    samples: per-sample rows prompt_id, reward (`experiment.read_eval(..., samples=True)`).
+    Returns {"pass@1": float, "pass@<k>": float}.
+    """
+    from unlearnability.evaluation.evaluate import pass_at_k_estimate
+
+    per = samples.groupby("prompt_id").reward.agg(["size", "sum"])
+    return {"pass@1": samples.reward.mean(),
+            f"pass@{k}": np.mean([pass_at_k_estimate(int(n), int(c), k) for n, c in per.itertuples(index=False)])}
+
+
+def target_pass_rates(runs_by: dict[str, dict[int, Path]], ids: list[str], k: int) -> pd.DataFrame:
+    """Figure 8's table: `pass_rates` of the examples `ids` at every checkpoint of every
+    augmentation run (step 0, the base model, included), evaluated with k samples per example
+    (cached by the run store). runs_by: `augmentation_runs`' {composition: {seed: run folder}}.
+    One row per (composition, seed, step): composition, seed, step, pass@1, pass@<k>; no rows
+    (and no columns) without runs."""
+    from unlearnability.pipeline import experiment
+    from unlearnability.store import runs
+
+    rows = []
+    for comp, by_seed in runs_by.items():
+        for s, d in by_seed.items():
+            for step in sorted({0, *runs.checkpoint_steps(d)}):
+                smp = experiment.read_eval(experiment.evaluate_checkpoint(d, step, k=k, ids=ids), samples=True)
+                rows.append({"composition": comp, "seed": s, "step": step, **pass_rates(smp, k)})
+    return pd.DataFrame(rows)
+
+
+def figure8_verdicts(f8: pd.DataFrame, finals: dict, ids: list[str], tau: float, k: int) -> dict[str, dict]:
+    """Figure 8's claim per composition, "augmentation does not lift them": reproduced when the
+    examples' pass@1 at the run's last checkpoint is still <= tau.
+
+    f8: `target_pass_rates`' table; finals: the baseline's {seed: final pass@1 Series (index
+    prompt_id)}, whose mean over `ids` (mean over seeds) the numbers quote beside it.
+    Returns {composition: {claim, paper, testbed, numbers}}, the compositions in the order of
+    their last rows in `f8` sorted by step.
+    """
+    base_after = np.mean([finals[s].reindex(ids).mean() for s in finals])
+    last = f8.sort_values("step").groupby("composition").tail(1).set_index("composition")
+    out = {}
+    for comp, r in last.iterrows():
+        start = f8[(f8.composition == comp) & (f8.step == 0)]["pass@1"].mean()
+        out[comp] = {"claim": f"augmentation ({comp}) does not lift them (Fig 8)", "paper": "barely moves",
+                     "testbed": "reproduced" if r["pass@1"] <= tau else "not",
+                     "numbers": f"pass@1 {start:.3f} -> {r['pass@1']:.3f} (baseline after training: {base_after:.3f}); "
+                                f"pass@{k} -> {r[f'pass@{k}']:.3f}"}
+    return out
+
+
+def validation_by_step(runs_by: dict[str, dict[int, Path]]) -> pd.DataFrame:
+    """Held-out validation pass@1 of every augmentation run by step (mean over the validation
+    problems of `history.read_validation`'s mean_reward). runs_by: {composition: {seed: run
+    folder}}. Columns composition, seed, step, validation pass@1; no rows without validations."""
+    from unlearnability.store import history
+
+    return pd.DataFrame([{"composition": comp, "seed": s, "step": int(st), "validation pass@1": v}
+                         for comp, by_seed in runs_by.items() for s, d in by_seed.items()
+                         for st, v in history.read_validation(d).groupby("step").mean_reward.mean().items()])
+
+
+def reward_by_kind(history: pd.DataFrame, kind_of: pd.Series, target_name: str) -> pd.DataFrame:
+    """One augmentation run's training reward per step and kind of problem: history rows (step,
+    prompt_id, mean_reward) and kind_of (prompt_id -> original | similar | subproblem,
+    `augmentation_table`) -> step, series ("original <target_name>", "similar problems",
+    "subproblems"), mean_reward (mean over the rows). Problems of no kind are left out."""
+    names = {"original": f"original {target_name}", "similar": "similar problems", "subproblem": "subproblems"}
+    h = history.assign(series=history.prompt_id.map(kind_of).map(names))
+    return h.groupby(["step", "series"]).mean_reward.mean().reset_index()
+
+
+def baseline_group_reward(histories: dict, group_of: pd.Series, window: int = 5) -> pd.DataFrame:
+    """The baseline's easy and learnable training reward beside Figure 9's runs: per seed,
+    `dynamics.group_curve` (steps pooled by `window`) of the examples of those groups.
+    Columns step, series ("baseline easy", "baseline learnable"), mean_reward, composition
+    ("baseline"), seed."""
+    from unlearnability.analysis.dynamics import group_curve
+
+    ref = group_of[group_of.isin(["easy", "learnable"])]
+    out = pd.concat([group_curve(h, ref, window=window).assign(seed=s) for s, h in histories.items()])
+    out = out.rename(columns={"group": "series", "mean": "mean_reward"}).assign(
+        series=lambda d: "baseline " + d.series, composition="baseline")
+    return out[["step", "series", "mean_reward", "composition", "seed"]]
+
+
+def figure9_table(runs_by: dict[str, dict[int, Path]], histories: dict, group_of: pd.Series,
+                  target_name: str) -> pd.DataFrame:
+    """Figure 9: every augmentation run's `reward_by_kind` (its problems' kinds from its own
+    training set) with columns composition and seed, then the baseline's `baseline_group_reward`.
+    histories: the baseline's {seed: history}. Columns step, series, mean_reward, composition,
+    seed; empty (no columns) without augmentation runs."""
+    from unlearnability.data.tasks import load_task
+    from unlearnability.pipeline import experiment
+    from unlearnability.store import history
+    from unlearnability.train.base import ensure_base_model
+
+    rows = []
+    for comp, by_seed in runs_by.items():
+        for s, d in by_seed.items():
+            cfg_run = experiment.load_run_config(d)
+            kind = augmentation_table(load_task(cfg_run, ensure_base_model(cfg_run)).train).set_index("prompt_id")["kind"]
+            rows.append(reward_by_kind(history.read_history(d), kind, target_name).assign(composition=comp, seed=s))
+    if not rows:
+        return pd.DataFrame()
+    return pd.concat(rows + [baseline_group_reward(histories, group_of)])
+
+
+def figure10_verdict(f10: pd.DataFrame, n: int = 10000, seed: int = 0) -> dict:
+    """Figure 10's claim, "own augmentations are not more similar than the training set":
+    reproduced unless the examples' similarity with their own augmentations is higher than
+    with the training set at p < 0.05 (`stats.permutation_test`, "greater", the two columns
+    pooled as two groups).
+
+    f10: `augmentation_similarity`'s rows with both sim_train and sim_augmented.
+    Returns {claim, paper, testbed, numbers}.
+    """
+    from unlearnability.evaluation.stats import permutation_test
+
+    d = f10.sim_augmented - f10.sim_train
+    in_group = np.r_[np.ones(len(f10)), np.zeros(len(f10))].astype(bool)
+    _, p = permutation_test(np.r_[f10.sim_augmented, f10.sim_train], in_group, "greater", n=n, seed=seed)
+    return {"claim": "own augmentations are not more similar than the training set (Fig 10)", "paper": "not higher",
+            "testbed": "reproduced" if p >= 0.05 else "not",
+            "numbers": f"{(d > 0).mean():.0%} of {len(f10)} examples above the diagonal; mean difference "
+                       f"{d.mean():+.3f}, p = {p:.3f} (higher)"}

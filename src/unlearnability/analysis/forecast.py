@@ -12,7 +12,8 @@ The paper diagnoses unlearnable examples after three GRPO runs. This module asks
     seed_labels        the same label per seed, from `groups.classify`'s seed_<s> columns
     Forecaster         the predictor: an L2 logistic regression (scikit-learn), inspectable
                        (`fit_forecaster`, `.predict`, `.coefficients`)
-    cross_validated_scores, stratified_folds, auroc, roc_points, bootstrap_ci, feature_aurocs,
+    cross_validated_scores, stratified_folds, auroc, roc_points, feature_aurocs (intervals by
+    evaluation.stats.bootstrap_ci),
     cross_seed(_scores), calibration_table      the honest evaluation
     screen             fit on the §3 labels, forecast every example in scope (`unlearn screen`)
 
@@ -86,6 +87,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from unlearnability.evaluation.stats import bootstrap_ci
 from unlearnability.paper import TAU
 from unlearnability.policy.model import set_threads
 
@@ -398,23 +400,6 @@ def roc_points(y, p) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
 
 
-def bootstrap_ci(y, p, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of `auroc(y, p)` over `n` resamples of the examples (with
-    replacement, default_rng(seed)); resamples with one class are skipped. (nan, nan) if none."""
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        a = auroc(y[i], p[i]) if len(y) else math.nan
-        if not math.isnan(a):
-            vals.append(a)
-    if not vals:
-        return math.nan, math.nan
-    q = (1 - level) / 2
-    return float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))
-
-
 def feature_aurocs(X: pd.DataFrame, y, columns: list[str] | None = None, folds: int = 5, seed: int = 0,
                    n_boot: int = 1000) -> pd.DataFrame:
     """Each feature alone. Per feature: covered (examples with a value), auroc_high (AUROC of
@@ -448,7 +433,7 @@ def feature_aurocs(X: pd.DataFrame, y, columns: list[str] | None = None, folds: 
             score[te] = sign * np.where(np.isnan(v[te]), med, v[te])
         row["direction"] = ("higher" if sum(signs) >= 0 else "lower") if signs else ""
         row["auroc_cv"] = auroc(y, score) if len(y) else math.nan
-        row["lo"], row["hi"] = bootstrap_ci(y, score, n_boot, seed) if len(y) else (math.nan, math.nan)
+        row["lo"], row["hi"] = bootstrap_ci(auroc, y, score, n=n_boot, seed=seed) if len(y) else (math.nan, math.nan)
         rows.append(row)
     return pd.DataFrame(rows, columns=["feature", "covered", "auroc_high", "direction", "auroc_cv", "lo", "hi"])
 
@@ -496,7 +481,7 @@ def cross_seed(X: pd.DataFrame, labels: pd.DataFrame, folds: int = 5, seed: int 
     unlearnable (1s among them), auroc, lo, hi (bootstrap interval)."""
     rows = []
     for t, d in cross_seed_scores(X, labels, folds, seed, columns).items():
-        lo, hi = bootstrap_ci(d["y"], d["p"], n_boot, seed) if len(d) else (math.nan, math.nan)
+        lo, hi = bootstrap_ci(auroc, d["y"], d["p"], n=n_boot, seed=seed) if len(d) else (math.nan, math.nan)
         rows.append({"test_seed": t, "train_seeds": ",".join(str(s) for s in labels.columns if s != t),
                      "n_test": len(d), "unlearnable": int(d["y"].sum()),
                      "auroc": auroc(d["y"], d["p"]) if len(d) else math.nan, "lo": lo, "hi": hi})

@@ -16,6 +16,10 @@ On a study (cached in the run store's analysis/, keyed by the gradient config, t
 the examples): `gradient_similarity` (the three tables), `gradient_matrix` (the cosine matrix),
 and `analysis_setup`, what every per-example analysis of a policy starts from (also used by
 `likelihood.reference_logliks` and `interference.interference_at`).
+
+The §5 chapter's tables and claims: `similarity_tables`, `examples_per_policy`, `outlier_claims`
+(Figures 6, 17), `lora_full_claim` (LoRA vs full parameters), `outlier_gap` and
+`rollouts_agreement` (the number of rollouts).
 """
 
 from __future__ import annotations
@@ -186,21 +190,6 @@ def sample_per_group(groups: pd.Series, per_group: int, seed: int,
     return pd.Series(dict(out), name="group")
 
 
-def permutation_test(values: np.ndarray, in_group: np.ndarray, n: int = 10000, seed: int = 0) -> tuple[float, float]:
-    """Is the group's mean lower than the others'? Returns (gap, p): gap = mean(group) -
-    mean(others), p = share of `n` random relabelings (same group size) with a gap <= it."""
-    values, in_group = np.asarray(values, float), np.asarray(in_group, bool)
-    gap = values[in_group].mean() - values[~in_group].mean()
-    rng = np.random.default_rng(seed)
-    k, hits = int(in_group.sum()), 0
-    for _ in range(n):
-        perm = rng.permutation(len(values))
-        g = np.zeros(len(values), bool)
-        g[perm[:k]] = True
-        hits += values[g].mean() - values[~g].mean() <= gap
-    return float(gap), (hits + 1) / (n + 1)
-
-
 def upper_pairs(C: np.ndarray) -> np.ndarray:
     """The (i < j) entries of a square matrix, row by row: (N (N - 1) / 2,)."""
     return C[np.triu_indices(C.shape[0], k=1)]
@@ -306,3 +295,73 @@ def _compute_gradients(study: Study, g, chosen: pd.Series, policy, files: list[P
     np.save(files[3], C)
     for df, f in zip((ex, pairs, stats), files):
         df.to_csv(f, index=False)
+
+
+# ---------------------------------------------------------------- the §5.1 chapter's tables and claims
+
+
+def similarity_tables(study: Study, group_of: pd.Series, step: int, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`gradient_similarity` at `step`, its per-example and group-pair tables each with a column
+    policy = `label` (e.g. "initial policy", "step 50"): (examples, pairs)."""
+    ex, pairs, _ = gradient_similarity(study, group_of, step=step)
+    return ex.assign(policy=label), pairs.assign(policy=label)
+
+
+def examples_per_policy(ex: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Examples with a gradient per policy and group: `similarity_tables`' examples of several
+    policies stacked (policy, group, ...) -> index policy, one column per group of `order` present."""
+    return ex.groupby(["policy", "group"]).size().unstack("group").reindex(columns=[o for o in order if o in set(ex.group)])
+
+
+def outlier_claims(ex: pd.DataFrame) -> list[dict]:
+    """Figures 6 and 17's claim, "the unlearnable examples have the lowest average similarity", per
+    policy of `ex` (stacked `similarity_tables` examples: policy, group, avg_similarity), in order of
+    appearance. One summary row each (claim, paper, testbed, numbers): reproduced when the
+    unlearnable group's mean is lower than the rest's (one-sided permutation p < 0.05,
+    `dynamics.shift_verdict`), untestable without unlearnable (or other) examples, else not."""
+    from unlearnability.analysis.dynamics import shift_verdict
+
+    rows = []
+    for label, e in ex.groupby("policy", sort=False):
+        v = shift_verdict(e["avg_similarity"], e["group"] == "unlearnable", "less")
+        lowest = e.groupby("group")["avg_similarity"].mean().idxmin() if len(e) else "-"
+        rows.append({"claim": f"unlearnable are gradient outliers, {label} (Fig {'6' if label == 'initial policy' else '17'})",
+                     "paper": "lowest similarity", "testbed": "untestable" if v["verdict"] == "untestable" else
+                     ("reproduced" if v["verdict"] == "not" else "not"),
+                     "numbers": f"lowest group: {lowest}; unlearnable - rest {v['gap']:+.4f}, p = {v['p']:.3f} (one-sided)"})
+    return rows
+
+
+def lora_full_claim(a: dict) -> dict:
+    """The paper's "LoRA similarity is highly correlated with full-parameter similarity" on
+    `matrix_agreement(C_lora, C_full)`: reproduced when the pairwise cosines' Spearman >= 0.7,
+    partly >= 0.4, else not. Returns "verdict", "numbers" (the summary's cell) and "line" (the
+    sentence on the page, with both correlations of pairs and of average similarities)."""
+    verdict = "reproduced" if a["spearman"] >= 0.7 else ("partly" if a["spearman"] >= 0.4 else "not")
+    line = (f"LoRA vs full-parameter gradients at the initial policy, {a['examples']} examples ({a['pairs']} pairs): "
+            f"pairwise cosines Pearson {a['pearson']:.3f}, Spearman {a['spearman']:.3f}; the examples' average "
+            f"similarity Pearson {a['avg_pearson']:.3f}, Spearman {a['avg_spearman']:.3f}.")
+    return {"verdict": verdict, "line": line,
+            "numbers": f"pairs Spearman {a['spearman']:.3f}, Pearson {a['pearson']:.3f} (reproduced: >= 0.7)"}
+
+
+def outlier_gap(name: str, rollouts: int, ex: pd.DataFrame) -> dict:
+    """One row of the "average-similarity gap under each setting" table: gradients (`name`),
+    rollouts, examples (rows of `ex`: group, avg_similarity), "unlearnable - rest" (gap of the
+    means) and p (one-sided permutation p for a lower unlearnable mean, `dynamics.shift_verdict`)."""
+    from unlearnability.analysis.dynamics import shift_verdict
+
+    v = shift_verdict(ex["avg_similarity"], ex["group"] == "unlearnable", "less")
+    return {"gradients": name, "rollouts": rollouts, "examples": len(ex), "unlearnable - rest": v["gap"], "p": v["p"]}
+
+
+def rollouts_agreement(ex: pd.DataFrame, ex_alt: pd.DataFrame, rollouts: int, rollouts_alt: int) -> str | None:
+    """The sentence comparing each example's average similarity with `rollouts` (ex) and with
+    `rollouts_alt` (ex_alt) rollouts (both: prompt_id, group, avg_similarity): their Spearman over
+    the examples with a gradient in both; None with fewer than three such examples."""
+    both = ex.merge(ex_alt, on=["prompt_id", "group"], suffixes=("", "_alt"))
+    if len(both) <= 2:
+        return None
+    return (f"Per example, the average similarity with {rollouts} and with {rollouts_alt} rollouts correlates at "
+            f"Spearman {spearman(both.avg_similarity, both.avg_similarity_alt):.3f} "
+            f"({len(both)} examples with a gradient in both).")

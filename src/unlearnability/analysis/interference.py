@@ -31,6 +31,9 @@ GRPO). A batch of one example gives cos_batch = cos_within.
     cosine             cosine of two flat vectors
     batch_cosines      (b) for the examples of one batch
     interference       sample, differentiate and measure a list of problems
+    interference_at    the same on a study's examples, at a policy (cached)
+    cancel_table, cancel_long, cancel_means, cancel_claims, within_change
+                       Figure 16's tables and its claims (unlearnable vs learnable)
 """
 
 from __future__ import annotations
@@ -155,3 +158,64 @@ def interference_at(study: Study, group_of: pd.Series, step: int = 0, seed: int 
     key = {"g": dataclasses.asdict(g), "policy": str(policy), "ids": sorted(chosen.items()),
            "max_new": cfg.eval.max_new_tokens}
     return cached_table("interference", key, compute)
+
+
+# ---------------------------------------------------------------- Figure 16's tables and claims
+
+MEASURE_WORDS = {"within": "(a) within the example", "batch": "(b) against the batch's incorrect rollouts"}
+
+
+def cancel_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """{policy label: `interference_at` table} -> those tables stacked, each row with policy (its
+    label), within = -cos_within and batch = -cos_batch: the cosine of the correct and incorrect
+    rollouts' *log-likelihood* gradients, the quantity the paper plots (high: the updates cancel).
+    Rows without a within value (no correct or no incorrect rollout) are dropped."""
+    parts = [df.assign(policy=label, within=-df["cos_within"], batch=-df["cos_batch"]) for label, df in frames.items()]
+    return pd.concat(parts).dropna(subset=["within"])
+
+
+def cancel_long(itf: pd.DataFrame) -> pd.DataFrame:
+    """`cancel_table` in long form for the figure: prompt_id, group, policy, measure (in words,
+    `MEASURE_WORDS`), cosine; the within rows first, then the batch rows."""
+    long = itf.melt(id_vars=["prompt_id", "group", "policy"], value_vars=["within", "batch"],
+                    var_name="measure", value_name="cosine")
+    long["measure"] = long["measure"].map(MEASURE_WORDS)
+    return long
+
+
+def cancel_means(itf: pd.DataFrame) -> pd.DataFrame:
+    """Per (policy, group) of `cancel_table`: examples, within (mean), batch (mean)."""
+    return itf.groupby(["policy", "group"]).agg(examples=("within", "size"), within=("within", "mean"),
+                                                batch=("batch", "mean"))
+
+
+def cancel_claims(itf: pd.DataFrame) -> list[dict]:
+    """Figure 16's claims, one summary row (hypothesis, paper, testbed, numbers) per policy of
+    `cancel_table` and measure (within, batch): unlearnable vs learnable examples, two-sided
+    permutation test (`dynamics.shift_verdict`). The paper expects no difference at the initial
+    policy and against the batch (testbed: the verdict); within the example at a later policy it
+    expects the learnable ones to shift and the unlearnable ones not (testbed: "see numbers")."""
+    from unlearnability.analysis.dynamics import shift_verdict
+
+    hard = itf[itf.group.isin(["learnable", "unlearnable"])]
+    rows = []
+    for label in hard.policy.unique():
+        sub = hard[hard.policy == label]
+        for m in ("within", "batch"):
+            v = shift_verdict(sub[m], sub["group"] == "unlearnable", "two-sided")
+            plain = m == "batch" or label == "initial policy"
+            rows.append({"hypothesis": f"interference: {m} at {label} (Fig 16{'a' if m == 'within' else 'b'})",
+                         "paper": "no learnable/unlearnable difference" if plain else "learnable shift, unlearnable do not",
+                         "testbed": v["verdict"] if plain else "see numbers",
+                         "numbers": f"unlearnable - learnable {v['gap']:+.3f}, p = {v['p']:.3f} ({v['n_group']} vs {v['n_rest']})"})
+    return rows
+
+
+def within_change(means: pd.DataFrame, later: str, first: str = "initial policy") -> pd.Series | None:
+    """Per group, the change of the mean within cosine from policy `first` to policy `later`
+    (`cancel_means`'s table), named "change of (a), initial -> mid"; None unless the table holds
+    exactly two policies."""
+    shift = means["within"].unstack("policy") if len(means) else pd.DataFrame()
+    if shift.shape[1] != 2:
+        return None
+    return (shift[later] - shift[first]).rename("change of (a), initial -> mid")

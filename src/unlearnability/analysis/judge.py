@@ -38,15 +38,16 @@ from typing import Any, Callable, Protocol
 import pandas as pd
 
 from unlearnability.backends.llm import (
-    LLMConfig,
     LLMError,
     chat,
     chat_many,
     make_client,
     parse_json_reply,
     redact,
+    require_server,
     shorten,
 )
+from unlearnability.config import LLMConfig
 from unlearnability.store.runs import drop_partial_tail
 from unlearnability.world.problems import Problem
 
@@ -139,6 +140,7 @@ def parse_judge_reply(reply: str) -> tuple[int, str]:
 
 def cache_key(cfg: LLMConfig, problem: Problem, response: str) -> str:
     """The verdict's cache key: a hash of model, base_url, prompt version, problem and response."""
+    require_server(cfg)
     parts = [cfg.model, cfg.base_url.rstrip("/"), PROMPT_VERSION, problem.id, problem.question, problem.answer,
              response]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

@@ -12,6 +12,9 @@ What this module does (testbed; the mid-trained models are `train.midtrain`'s):
                                                with the reference sample (cached per model)
     midtrain_similarity(profile, overrides, difficult, mixtures)
                                                Figure 11: the base model and each mixture
+    difficult_rows(f11), figure11_verdicts(f11, mixtures)
+                                               Figure 11's rows and its claim per mixture
+    shrink_verdict(base, mid, baseline, ...)   beyond the paper: does the unlearnable group shrink?
 
 Simplifications: "difficult" is whatever the caller passes (e.g. the baseline's learnable and
 unlearnable groups, or problems the base model rarely solves; the paper does not say how it
@@ -101,3 +104,65 @@ def midtrain_similarity(profile: str, overrides: dict | None, difficult: list[st
               for name, c in cfgs.items()]
     out = pd.concat(frames, ignore_index=True)
     return out[["model"] + [c for c in out.columns if c != "model"]]
+
+
+# ----------------------------------------------------------------------------- the chapter's claims
+
+
+def difficult_rows(f11: pd.DataFrame) -> pd.DataFrame:
+    """Figure 11's rows: the difficult examples (all rows when the table has no `difficult`
+    column) that have a similarity. f11: `midtrain_similarity`'s table."""
+    if "difficult" in f11:
+        f11 = f11[f11.difficult.astype(bool)]
+    return f11.dropna(subset=["similarity"])
+
+
+def figure11_verdicts(f11: pd.DataFrame, mixtures, n: int = 10000, seed: int = 0) -> list[dict]:
+    """Figure 11's claim per mixture, "mid-training raises their similarity": reproduced when the
+    mixture's similarities are higher than the base model's at p < 0.05 (`stats.permutation_test`,
+    "greater", over the examples both models analysed) and the mean per-example change is positive.
+
+    f11: `difficult_rows` (columns model, prompt_id, similarity; model "base" and the mixtures).
+    Returns one {claim, paper, testbed, numbers} per mixture with examples in both, in `mixtures` order.
+    """
+    from unlearnability.evaluation.stats import permutation_test
+
+    out = []
+    for mix in mixtures:
+        both = f11[f11.model.isin(["base", mix])].pivot_table(index="prompt_id", columns="model",
+                                                              values="similarity").dropna()
+        if not len(both):
+            continue
+        dd = both[mix] - both["base"]
+        in_group = np.r_[np.ones(len(both)), np.zeros(len(both))].astype(bool)
+        _, p = permutation_test(np.r_[both[mix], both["base"]], in_group, "greater", n=n, seed=seed)
+        out.append({"claim": f"mid-training ({mix}) raises their similarity (Fig 11)", "paper": "higher",
+                    "testbed": "reproduced" if p < 0.05 and dd.mean() > 0 else "not",
+                    "numbers": f"mean change {dd.mean():+.4f} over {len(both)} examples ({(dd > 0).mean():.0%} higher), "
+                               f"p = {p:.3f}"})
+    return out
+
+
+def shrink_verdict(base: pd.DataFrame, mid: pd.DataFrame, baseline: pd.DataFrame, seeds, initial: pd.Series,
+                   mid_initial: pd.Series, mixture: str) -> dict:
+    """Beyond the paper, "mid-training shrinks the unlearnable group": the unlearnable share of
+    GRPO from the mid-trained model (`mid`) against GRPO from the base model with the same seeds
+    (`base`), a change counting only beyond the baseline's own seed-to-seed spread (max - min of
+    the unlearnable share of each of `seeds` on its own, `baseline`'s seed_<s> columns).
+
+    base, mid, baseline: `groups.classify` tables; initial, mid_initial: the two models' initial
+    pass@1 per example. Returns {claim, paper, testbed ("yes", "no: within the baseline's seed
+    spread" or "no: it grows"), numbers}.
+    """
+    def pct(c):
+        return 100 * (c["group"] == "unlearnable").mean()
+
+    per_seed = [100 * (baseline[f"seed_{s}"] == "unlearnable").mean() for s in seeds]
+    spread = max(per_seed) - min(per_seed)
+    delta = pct(mid) - pct(base)
+    shrinks = "yes" if delta < -spread else ("no: within the baseline's seed spread" if delta <= spread else "no: it grows")
+    return {"claim": f"(beyond) mid-training ({mixture}) shrinks the unlearnable group", "paper": "-",
+            "testbed": shrinks,
+            "numbers": f"unlearnable {pct(base):.1f}% -> {pct(mid):.1f}% ({delta:+.1f} points; the baseline's "
+                       f"{len(per_seed)} seeds span {min(per_seed):.1f}-{max(per_seed):.1f}%); "
+                       f"initial pass@1 {initial.mean():.3f} -> {mid_initial.mean():.3f}"}

@@ -2,12 +2,15 @@
 
 The paper used hosted models for two analyses: GPT-5-mini as a reasoning-quality judge
 (§5.2, `analysis.judge`) and GPT-5 / Gemini-2.5-pro to generate and cross-check augmented
-problems (§5.3, `world.llm_augment`). Both talk to any server with the OpenAI chat
+problems (§5.3, `backends.llm_augment`). Both talk to any server with the OpenAI chat
 completions API (OpenAI itself, vLLM, SGLang, a gateway) through this module:
 
-    cfg = LLMConfig(base_url="https://api.openai.com/v1", model="gpt-5-mini")
+    cfg = LLMConfig(base_url="https://api.openai.com/v1", model="gpt-5-mini")   # config.LLMConfig
     text = chat(cfg, [{"role": "user", "content": "2+2?"}])            # -> str
     texts = chat_many(cfg, [msgs1, msgs2, ...])                          # (index, str | LLMError) ...
+
+The settings are the config's `llm` section (`config.LLMConfig`, checked at load like every
+section; `unlearn config llm` lists them with their help).
 
 Secrets: `LLMConfig` holds the *name* of the environment variable with the API key
 (`api_key_env`, default OPENAI_API_KEY), never the key. The key is read from the
@@ -36,8 +39,10 @@ import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Iterable, Iterator, Sequence
+
+from unlearnability.config import LLMConfig
 
 Messages = Sequence[dict[str, str]]
 
@@ -61,26 +66,21 @@ class LLMError(RuntimeError):
         self.transient = transient
 
 
-@dataclass(frozen=True)
-class LLMConfig:
-    """Where and how to ask. Holds the env var's *name* (api_key_env), never the key."""
+def describe(cfg: LLMConfig) -> dict[str, Any]:
+    """The config as a plain dict for reports (base_url redacted; no key in it anyway)."""
+    d = asdict(cfg)
+    d["base_url"] = redact(cfg.base_url)
+    return d
 
-    base_url: str  # e.g. https://api.openai.com/v1 or http://localhost:8000/v1
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float | None = None  # None: the server's default (GPT-5 models accept only that)
-    max_tokens: int | None = None  # None: no limit sent (GPT-5's reasoning tokens count against it)
-    timeout: float = 120.0  # seconds per request
-    max_retries: int = 4  # extra attempts after a transient error
-    concurrency: int = 8  # parallel requests in chat_many
-    retry_backoff: float = 1.0  # first retry waits this many seconds, then doubles (cap 30 s)
-    max_tokens_field: str = "max_completion_tokens"  # or "max_tokens" for older servers
 
-    def describe(self) -> dict[str, Any]:
-        """The config as a plain dict for reports (base_url redacted; no key in it anyway)."""
-        d = asdict(self)
-        d["base_url"] = redact(self.base_url)
-        return d
+def require_server(cfg: LLMConfig) -> None:
+    """An LLMError naming the keys when `cfg` has no server or model (the llm section's defaults)."""
+    missing = [k for k in ("base_url", "model") if not getattr(cfg, k)]
+    if missing:
+        raise LLMError(f"{' and '.join('llm.' + k for k in missing)} {'is' if len(missing) == 1 else 'are'} not "
+                       "set: name the OpenAI-compatible server and its model, "
+                       "e.g. LLMConfig(base_url='https://api.openai.com/v1', model='gpt-5-mini') or "
+                       "--base-url URL --model NAME")
 
 
 def redact(text: Any, patterns: bool = True) -> str:
@@ -116,11 +116,13 @@ def make_client(cfg: LLMConfig):
     Keep it in a local variable: it holds the key."""
     from openai import OpenAI
 
+    require_server(cfg)
     return OpenAI(base_url=cfg.base_url, api_key=api_key(cfg), timeout=cfg.timeout, max_retries=0)
 
 
 def _request_args(cfg: LLMConfig, messages: Messages, json_mode: bool) -> dict[str, Any]:
     """The keyword arguments of one chat.completions.create call."""
+    require_server(cfg)
     kw: dict[str, Any] = {"model": cfg.model, "messages": [dict(m) for m in messages]}
     if cfg.temperature is not None:
         kw["temperature"] = cfg.temperature

@@ -48,14 +48,16 @@ from pathlib import Path
 from typing import Any
 
 from unlearnability.backends.llm import (
-    LLMConfig,
     LLMError,
     chat,
+    describe,
     make_client,
     parse_json_reply,
     redact,
+    require_server,
     shorten,
 )
+from unlearnability.config import LLMConfig
 from unlearnability.store.runs import drop_partial_tail
 from unlearnability.world.problems import Problem
 
@@ -352,8 +354,8 @@ def build_report(out_dir: Path, gen_cfg: LLMConfig, check_cfg: LLMConfig, n_inpu
         "rejected_total": len(rejected),
         "rejected_by_kind": dict(Counter(r["kind"] for r in rejected)),
         "reasons": REJECTION_REASONS,
-        "generator": gen_cfg.describe(),
-        "checker": check_cfg.describe(),
+        "generator": describe(gen_cfg),
+        "checker": describe(check_cfg),
         "files": {"kept": OUT_FILE, "rejected": REJECT_FILE, "sources": SOURCES_FILE},
     }
 
@@ -393,6 +395,8 @@ def augment_problems(problems: list[Problem], out_dir: str | Path, gen_cfg: LLMC
     if n_similar < 1 or (limit is not None and limit < 0):
         raise ValueError(f"n_similar must be at least 1 and limit at least 0 (got {n_similar}, {limit})")
     check_cfg = check_cfg or gen_cfg
+    require_server(gen_cfg)
+    require_server(check_cfg)
     out_dir = Path(out_dir)
     chosen = problems[:limit] if limit is not None else problems
     done = prepare_out_dir(out_dir, gen_cfg.model, check_cfg.model)

@@ -362,17 +362,15 @@ def call_interference(profile: str, overrides: dict | None, seeds: list[int], ta
 def call_sft(profile: str, overrides: dict | None, seeds: list[int], tau: float, sft_epochs: int,
              sft_overrides: dict | None) -> str:
     """§4 cell 'Figure 15a': sft.run_sft on per-group counts from the groups' sizes."""
+    from unlearnability.analysis.dynamics import sft_mix
+    from unlearnability.config import apply_overrides
     from unlearnability.evaluation import groups
     from unlearnability.train import sft
 
     study, group_of = study_groups(profile, overrides, seeds, tau)
-    sizes = group_of.value_counts().reindex(groups.GROUPS, fill_value=0)
-    hard_sizes = [int(sizes[g]) for g in ("unlearnable", "learnable") if sizes[g] > 0]
-    n_sft = min(hard_sizes) if hard_sizes else 8
-    per_group = {"unlearnable": n_sft if sizes["unlearnable"] else 0, "learnable": n_sft if sizes["learnable"] else 0,
-                 "easy": 2 * n_sft if sizes["easy"] else 0}
-    cfg = sft.sft_config({"per_group": per_group, "epochs": sft_epochs, **(sft_overrides or {})})
-    return str(sft.run_sft(study.cfg, group_of, cfg))
+    per_group = sft_mix(group_of.value_counts().reindex(groups.GROUPS, fill_value=0))
+    cfg = apply_overrides(study.cfg, {"sft": {"per_group": per_group, "epochs": sft_epochs, **(sft_overrides or {})}})
+    return str(sft.run_sft(cfg, group_of))
 
 
 def call_big_run(profile: str, overrides: dict | None, seeds: list[int], tau: float, seed: int, big_group: int,
@@ -1330,6 +1328,21 @@ def _levels(todo: list[Task], est: dict[str, float]) -> tuple[dict[str, float], 
     return level, kids
 
 
+def _skip_dependants(rows: dict, prog: _Progress, kids: dict[str, list[str]], failed: str,
+                     dead: set[str]) -> set[str]:
+    """Record every dependant of `failed`, transitively, as skipped (those not in `dead` yet);
+    returns the keys newly skipped."""
+    skipped: set[str] = set()
+    stack = list(kids[failed])
+    while stack:
+        c = stack.pop()
+        if c not in dead and c not in skipped:
+            skipped.add(c)
+            _record(rows, prog, c, STATUS_SKIPPED, error=f"depends on {failed!r}, which failed")
+            stack += kids[c]
+    return skipped
+
+
 def _run_dask(plan: Plan, todo: list[Task], rows: dict, prog: _Progress, workers: int, pin: bool = True) -> float:
     """Dask runs the tasks (worker processes, one core each, errors and lost workers reported); the
     graph's order is released from here: a task is submitted when its dependencies are done and a
@@ -1381,13 +1394,7 @@ def _run_dask(plan: Plan, todo: list[Task], rows: dict, prog: _Progress, workers
                     err = fut.exception()
                     msg = err.message + _tb_tail(err.tb) if isinstance(err, TaskFailed) else f"{type(err).__name__}: {err}"
                     _record(rows, prog, key, STATUS_FAILED, error=msg)
-                    stack = list(kids[key])
-                    while stack:  # every dependant, transitively, is skipped
-                        c = stack.pop()
-                        if c not in dead:
-                            dead.add(c)
-                            _record(rows, prog, c, STATUS_SKIPPED, error=f"depends on {key!r}, which failed")
-                            stack += kids[c]
+                    dead |= _skip_dependants(rows, prog, kids, key, dead)
                 fut.release()
         close_start = time.perf_counter()
     return started + time.perf_counter() - close_start

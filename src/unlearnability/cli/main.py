@@ -8,7 +8,7 @@
     unlearn presets
     unlearn config [--preset default] [grpo | grpo.top_p ...]        (every field, its value and its help)
     unlearn augment --problems FILE.jsonl --out DIR --base-url URL --model NAME [--check-model NAME]
-    unlearn judge --samples FILE --problems FILE.jsonl --out CSV --base-url URL --model NAME
+    unlearn judge --samples FILE --problems FILE.jsonl --out CSV --base-url URL --model NAME [--set llm.KEY=VALUE]
     unlearn screen --preset default --out screen.csv [--split train] [--threshold 0.5] [--groups CSV]
     unlearn chapter NAME --profile default [-p key=value ...]        (book/build.py)
     unlearn book --profile default                                    (book/build.py)
@@ -102,16 +102,10 @@ def cmd_groups(args) -> int:
 
 
 def cmd_sft(args) -> int:
-    from unlearnability.train.sft import (
-        read_groups,
-        run_sft,
-        sft_config,
-        split_overrides,
-    )
+    from unlearnability.train.sft import read_groups, run_sft
 
-    overrides, sft = split_overrides(parse_set(args.overrides))
-    cfg = load_config(args.preset, overrides)
-    print(run_sft(cfg, read_groups(args.groups), sft_config(sft), args.responses))
+    cfg = load_config(args.preset, parse_set(args.overrides))  # the SFT settings: its sft section
+    print(run_sft(cfg, read_groups(args.groups), responses_path=args.responses))
     return 0
 
 
@@ -138,31 +132,61 @@ def cmd_screen(args) -> int:
     return 0
 
 
+def _section_help(section: str) -> str:
+    """Every field of a config section with its default and help text (a command's --help epilog)."""
+    import dataclasses
+    import textwrap
+
+    from unlearnability.config import Config
+
+    obj = getattr(Config(), section)
+    lines = [f"{section} settings (--set {section}.KEY=VALUE; `unlearn config {section}` prints a preset's):"]
+    for f in dataclasses.fields(obj):
+        lines.append(f"  {section}.{f.name} = {getattr(obj, f.name)!r}")
+        lines += textwrap.wrap(field_help(f"{section}.{f.name}"), 92, initial_indent=" " * 6,
+                               subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
 def _llm_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", required=True, metavar="URL",
-                   help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://localhost:8000/v1")
-    p.add_argument("--model", required=True, metavar="NAME", help="model name as the server knows it")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="NAME of the environment variable holding the API key (default: OPENAI_API_KEY); "
-                        "the key itself is never passed on the command line")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: 8)")
-    p.add_argument("--max-tokens", type=int, default=None, help="token limit per reply (default: none)")
+    """The server flags of the LLM commands; every other llm field by --set llm.KEY=VALUE."""
+    from unlearnability.config import LLMConfig
+
+    default = LLMConfig()
+    p.add_argument("--base-url", required=True, metavar="URL", help=field_help("llm.base_url"))
+    p.add_argument("--model", required=True, metavar="NAME", help=field_help("llm.model"))
+    p.add_argument("--api-key-env", default=default.api_key_env, metavar="VAR",
+                   help=f"{field_help('llm.api_key_env')} (default: {default.api_key_env}); the key itself is "
+                        "never passed on the command line")
+    p.add_argument("--concurrency", type=int, default=default.concurrency,
+                   help=f"{field_help('llm.concurrency')} (default: {default.concurrency})")
+    p.add_argument("--max-tokens", type=int, default=default.max_tokens, help=field_help("llm.max_tokens"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="llm.KEY=VALUE",
+                   help="override another llm field, e.g. --set llm.timeout=300 (repeatable; listed below)")
 
 
-def _llm_config(args, model: str | None = None, base_url: str | None = None, key_env: str | None = None):
-    from unlearnability.backends.llm import LLMConfig
+def _llm_config(args):
+    """The llm section from the command's flags and its --set llm.KEY=VALUE, checked as at load."""
+    from unlearnability.config import Config, ConfigError, apply_overrides
 
-    return LLMConfig(base_url=base_url or args.base_url, model=model or args.model,
-                     api_key_env=key_env or args.api_key_env, concurrency=args.concurrency,
-                     max_tokens=args.max_tokens)
+    sets = parse_set(args.overrides)
+    other = sorted(set(sets) - {"llm"})
+    if other:
+        raise ConfigError(f"--set {other[0]}.*: unlearn {args.command} takes llm.KEY=VALUE only")
+    flags = {"base_url": args.base_url, "model": args.model, "api_key_env": args.api_key_env,
+             "concurrency": args.concurrency, "max_tokens": args.max_tokens}
+    return apply_overrides(Config(), {"llm": {**flags, **sets.get("llm", {})}}).llm
 
 
 def cmd_augment(args) -> int:
+    import dataclasses
+
     from unlearnability.backends.llm import LLMError
     from unlearnability.backends.llm_augment import augment_file
 
     gen = _llm_config(args)
-    check = _llm_config(args, args.check_model, args.check_base_url, args.check_api_key_env)
+    check = dataclasses.replace(gen, base_url=args.check_base_url or gen.base_url, model=args.check_model or gen.model,
+                                api_key_env=args.check_api_key_env or gen.api_key_env)
     try:
         s = augment_file(args.problems, args.out, gen, check, n_similar=args.n_similar, limit=args.limit,
                          json_mode=args.json_mode)
@@ -211,6 +235,8 @@ def cmd_judge(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The `unlearn` parser: one block of arguments per subcommand, in `--help` order (long because
     it is a table of options, each with its help text; the commands' logic is in the cmd_* functions)."""
+    import textwrap
+
     parser = argparse.ArgumentParser(prog="unlearn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,11 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_groups)
 
     p = sub.add_parser("sft", help="SFT on correct responses per group (paper A.2); prints the output folder last",
-                       description="Fine-tune the preset's base model on correct responses of chosen examples per "
-                       "group and write eval.csv (per checkpoint and group: pass@1 on those examples). Paper: 200 "
-                       "unlearnable, 200 learnable, 400 easy; on the testbed each group gives min(requested, "
-                       "available). SFT settings: --set sft.KEY=VALUE (keys: SFTConfig in train/sft.py, e.g. "
-                       "sft.epochs=5, sft.lr=1e-4, sft.per_group.easy=100, sft.eval_k=8).")
+                       description=textwrap.fill(
+                           "Fine-tune the preset's base model on correct responses of chosen examples per group "
+                           "and write eval.csv (per checkpoint and group: pass@1 on those examples). Paper: 200 "
+                           "unlearnable, 200 learnable, 400 easy; on the testbed each group gives min(requested, "
+                           "available). SFT settings: --set sft.KEY=VALUE, e.g. sft.epochs=5, sft.lr=1e-4, "
+                           "sft.per_group.easy=100 (per_group merges key by key).", 96),
+                       epilog=_section_help("sft"), formatter_class=argparse.RawDescriptionHelpFormatter)
     _preset_args(p)
     p.add_argument("--groups", required=True, metavar="CSV",
                    help="csv with prompt_id,group columns (the groups of the unlearnable-examples chapter)")
@@ -266,13 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("augment", help="LLM augmentation (paper §5.3): similar problems and subproblems, "
                        "answers cross-checked; prints the output jsonl",
-                       description="For each input problem ask an OpenAI-compatible model for N similar problems "
-                       "and a decomposition into subproblems (each with answer and step-by-step solution), have a "
-                       "checker model solve each one independently, and keep those whose answers math-verify finds "
-                       "equivalent. Writes OUT/augmented.jsonl (datasets-loadable: id, question, answer, solution, "
-                       "kind, source_id, generator_model, checker_model), OUT/rejections.jsonl and OUT/report.json. "
-                       "Resumable: rerun the same command and finished sources are skipped. The API key is read "
-                       "from the environment variable named by --api-key-env.")
+                       description=textwrap.fill(
+                           "For each input problem ask an OpenAI-compatible model for N similar problems "
+                           "and a decomposition into subproblems (each with answer and step-by-step solution), have a "
+                           "checker model solve each one independently, and keep those whose answers math-verify "
+                           "finds equivalent. Writes OUT/augmented.jsonl (datasets-loadable: id, question, answer, "
+                           "solution, kind, source_id, generator_model, checker_model), OUT/rejections.jsonl and "
+                           "OUT/report.json. Resumable: rerun the same command and finished sources are skipped. The "
+                           "API key is read from the environment variable named by --api-key-env.", 96),
+                       epilog=_section_help("llm"), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--problems", required=True, metavar="FILE",
                    help="input .jsonl / .parquet (MATH layout: problem/solution/answer, or Problem records)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; reused to resume)")
@@ -290,9 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_augment)
 
     p = sub.add_parser("judge", help="LLM judge of reasoning quality 0-5 (paper §5.2); prints the output csv",
-                       description="Score each response of a samples table (prompt_id, sample, response[, reward]) "
-                       "0-5 with an LLM judge; writes prompt_id, sample, score, rationale. Verdicts are cached "
-                       "(--cache) so a rerun costs nothing.")
+                       description=textwrap.fill(
+                           "Score each response of a samples table (prompt_id, sample, response[, reward]) 0-5 with "
+                           "an LLM judge; writes prompt_id, sample, score, rationale. Verdicts are cached (--cache) "
+                           "so a rerun costs nothing.", 96),
+                       epilog=_section_help("llm"), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", required=True, metavar="FILE", help="samples table: .csv, .parquet or .jsonl")
     p.add_argument("--problems", required=True, metavar="FILE", help="the problems (.jsonl / .parquet)")
     p.add_argument("--out", required=True, metavar="CSV", help="where to write the verdicts")

@@ -279,3 +279,52 @@ def membership(table: pd.DataFrame, knob: str) -> pd.DataFrame | None:
     ct = ct.reindex(columns=[g for g in GROUPS if g in ct.columns], fill_value=0)
     pct = ct.div(ct.sum(axis=1), axis=0) * 100
     return ct.astype(str) + " (" + pct.round(0).astype(int).astype(str) + "%)"
+
+
+def chance_positives(histories: dict, p: float) -> pd.DataFrame:
+    """Per seed and problem, the training positives beside what luck gives: `training_positives`
+    of each history ({seed: history}) stacked (index prompt_id) with columns seed and
+    expected_by_chance (rollouts / p: the lucky positives expected of blind guessing)."""
+    luck = pd.concat([training_positives(h).assign(seed=s) for s, h in histories.items()])
+    luck["expected_by_chance"] = luck.rollouts / p
+    return luck
+
+
+def chance_sentence(classified: pd.DataFrame, chance: pd.DataFrame, luck: pd.DataFrame, n_problems: int) -> str:
+    """The chance correction in a paragraph: how many of the `n_problems` change group, how many
+    unlearnable problems keep their label, the lucky positives expected per problem (mean, max)
+    and the positives the unlearnable problems had per seed.
+
+    classified, chance: `classify`'s tables by the paper's rule and the chance-corrected one
+    (same index); luck: `chance_positives`.
+    """
+    moved = classified.group != chance.group
+    unl = luck[luck.index.isin(classified.index[classified.group == "unlearnable"])]
+    return (f"{int(moved.sum())} of {n_problems} problems change group under the chance correction; "
+            f"{int((chance.group == 'unlearnable').sum())} of the {int((classified.group == 'unlearnable').sum())} "
+            f"unlearnable problems keep their label. Across seeds, a problem's training rollouts would contain on average "
+            f"{luck.expected_by_chance.mean():.2f} lucky positives (at most {luck.expected_by_chance.max():.2f}); the "
+            "problems counted as *unlearnable* had on average "
+            + (f"{unl.positives.mean():.2f} positives per seed." if len(unl) else "no positives (there are none)."))
+
+
+def shares_sentence(classified: pd.DataFrame) -> str:
+    """The chapter's summary of the groups: each group's percent of the training problems
+    (`table1`; no_reward also as the paper's union over seeds) beside the range of the paper's
+    three models (`paper.TABLE1`). classified: `classify`'s table."""
+    from unlearnability.paper import TABLE1
+
+    t = table1(classified)
+    pct, union = t["percent"], t.loc["no_reward", "paper_percent"]
+
+    def paper(g):
+        values = [row[g] for row in TABLE1.values()]
+        return f"{min(values):.1f}-{max(values):.1f}%"
+
+    return (f"On the testbed, {pct['unlearnable']:.1f}% of training problems are *unlearnable* by the paper's definition "
+            f"(the paper: {paper('unlearnable')}), {pct['learnable']:.1f}% learnable (paper: {paper('learnable')}), "
+            f"{union:.1f}% never rewarded in some seed (the union, as the paper: {paper('no_reward')}; "
+            f"{pct['no_reward']:.1f}% once easy and learnable problems keep their group), {pct['easy']:.1f}% easy and "
+            f"{pct['ambiguous']:.1f}% ambiguous across the seeds. "
+            "Whether these groups mean the same thing as the paper's depends on the cross tables above: a group that the "
+            "world's difficulty knobs fully explain is a statement about difficulty, not about learnability.")

@@ -31,6 +31,9 @@ both via `calibration.kappa_from_counts`, statsmodels), and `agreement` (`calibr
 the share of the non-easy problems whose positives exceed guessing's 99% quantile in some seed,
 chance 1/`chance_p`, that get one label in every seed; any positive when `chance_p` is None).
 
+The §3 chapter's pieces: `table1_beside_paper` (Table 1 with the null and the paper's numbers),
+`chance_corrected_table`, and the summary lines `null_note` and `agreement_note`.
+
 `simulate_rates` runs the same core on given true rates instead of a study's posteriors (to size a
 regime before training: benchmarks/null_frontier.py); `group_caveat` turns a chapter's groups and
 its study into one sentence per group against the null (cached per study within the process).
@@ -487,3 +490,58 @@ def describe(table: pd.DataFrame) -> list[str]:
         out.append(f"{r['label'].capitalize()}: {got} measured against {r['null_text']}{unit} if RL changed nothing "
                    f"({level} interval), {judged}.")
     return out
+
+
+# ----------------------------------------------------------------------------- the §3 chapter's tables and notes
+
+
+def table1_beside_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as the chapter prints it: per row of `compare_groups`' table (index `LABEL`'s words,
+    named group), this book's count and percent, the null's interval as text, the verdict, and
+    one column per paper model with its reported percent ("paper: <model> (%)", `paper.table1`;
+    the paper's no_reward beside the union row, NaN elsewhere)."""
+    from unlearnability.paper import table1 as paper_table1
+
+    out = pd.DataFrame({"this book (count)": table["measured"].astype(int), "this book (%)": table["measured_percent"],
+                        "if RL changed nothing (95% interval)": table["null_text"], "against the null": table["verdict"]})
+    theirs = paper_table1().pivot(index="group", columns="model", values="percent").rename(index={"no_reward": "no_reward_union"})
+    out = out.join(theirs.rename(columns=lambda m: f"paper: {m.split(' (')[0]} (%)"))
+    out.index = pd.Index([LABEL[g] for g in out.index], name="group")
+    return out
+
+
+def chance_corrected_table(study, classified: pd.DataFrame, chance: pd.DataFrame, tau: float = TAU,
+                           p: float | None = None) -> pd.DataFrame:
+    """Problems per group by the paper's rule beside the chance-corrected one (columns "paper's
+    definition", "chance-corrected": `groups.table1` counts, index the five groups); with the
+    testbed's modulus `p`, also the chance-corrected null (`null_from_study(study, tau, p=p)`):
+    "chance-corrected, if RL changed nothing (%, 95% interval)" and "against the null".
+    classified, chance: `groups.classify`'s tables of `study` without and with p."""
+    side = pd.DataFrame({"paper's definition": G.table1(classified["group"])["count"],
+                         "chance-corrected": G.table1(chance["group"])["count"]})
+    if p is not None:  # the same null, with the chance-corrected rule
+        vs = compare_groups(chance, study.histories, null_from_study(study, tau, p=p))
+        side["chance-corrected, if RL changed nothing (%, 95% interval)"] = vs["null_text"]
+        side["against the null"] = vs["verdict"]
+    return side
+
+
+def null_note(table: pd.DataFrame, quantities=("learnable", "unlearnable", "no_reward_union")) -> str:
+    """The chapter summary's line on Table 1 against its null: per quantity, the measured percent
+    beside the null's interval and the verdict. table: `compare_groups`' table."""
+    return "Against Table 1 if RL changed nothing: " + "; ".join(
+        f"{table.loc[g, 'label']} {table.loc[g, 'measured_percent']:.1f}% vs {table.loc[g, 'null_text']}%, "
+        f"{table.loc[g, 'verdict']}" for g in quantities) + "."
+
+
+def agreement_note(switches: dict, table: pd.DataFrame, problems: int, ambiguous_percent: float) -> str:
+    """The chapter summary's line on the seeds' agreement: label switching and Fleiss' kappa among
+    the non-easy problems with a positive (`calibration.seed_switches`), the ambiguous share of all
+    problems, and the share with one label in every seed among the `problems` with positives above
+    chance in some seed beside its null (`compare_agreement`'s table, row agreement)."""
+    head = (f"Seed agreement: {100 * switches['switch']:.0f}% of the non-easy problems with a positive reward switch label "
+            f"between seeds (Fleiss' kappa {switches['kappa']:.2f}), leaving {ambiguous_percent:.1f}% of all problems ambiguous; ")
+    if not problems:
+        return head + "no non-easy problem had positives above chance in any seed."
+    return head + (f"{table.loc['agreement', 'measured_text']}% of the {problems} with positives above chance in some seed "
+                   f"get one label in every seed ({table.loc['agreement', 'null_text']}% if RL changed nothing).")

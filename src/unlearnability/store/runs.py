@@ -3,7 +3,7 @@
     $UNLEARN_HOME/                       (default: runs/ in the project, git-ignored)
       base/<hash of world+model+pretrain>/    pretrained tiny model + tokenizer + log
       midtrain/<hash of ...+midtrain>/        mid-trained model (midtrain.py, paper §5.4)
-      grpo/<hash of the full config>/         one GRPO run (the seed is part of the config)
+      grpo/<hash of the config less sft, llm>/ one GRPO run (the seed is part of the config)
       eval/<hash>/...                         pass@k tables
 
 A folder with a DONE file is complete and reused; one without is resumed from its last

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from unlearnability.config import Config, GRPOConfig
+from unlearnability.config import ADV_EPS, Config, GRPOConfig
 from unlearnability.data.tasks import Task
 from unlearnability.policy.decoder import make_sampler
 from unlearnability.policy.model import autocast, default_device, load_model
@@ -51,7 +51,7 @@ ADAMW_BETAS = (0.9, 0.999)  # verl's actor optimizer (torch's defaults)
 # ----------------------------------------------------------------------------- core algorithm
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, eps: float = ADV_EPS) -> torch.Tensor:
     """rewards (G, n) -> advantages (G, n): (r - group mean) / (group population std + eps)."""
     mean = rewards.mean(-1, keepdim=True)
     std = rewards.std(-1, keepdim=True, unbiased=False)

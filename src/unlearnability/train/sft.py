@@ -6,6 +6,9 @@ examples), fine-tune Qwen2.5-0.5B on it and evaluate the per-group pass rate of 
 examples at each checkpoint. Finding: even under direct supervision on correct responses,
 unlearnable examples stay resistant while learnable and easy ones improve.
 
+Settings: the config's `sft` section (`config.SFTConfig`; `unlearn config sft` lists them, `--set
+sft.KEY=VALUE` or `config.apply_overrides(cfg, {"sft": {...}})` changes them).
+
 What this module does:
     responses   testbed: the world's worked solution of each problem (`Graph.solution("worked")`),
                 the analogue of distilling from a stronger model (it is an oracle: every
@@ -53,7 +56,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -61,7 +64,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from unlearnability.config import Config, ConfigError, EvalConfig
+from unlearnability.config import Config, EvalConfig, SFTConfig, check_section
 from unlearnability.data.tasks import Task
 from unlearnability.evaluation.evaluate import rollouts, summarize
 from unlearnability.policy.decoder import make_sampler
@@ -79,80 +82,6 @@ EVAL_FILE = "eval.csv"
 EVAL_EXAMPLES_FILE = "eval_examples.csv"
 EXAMPLES_FILE = "examples.csv"
 LOG_FILE = "train_log.csv"
-
-
-@dataclass
-class SFTConfig:
-    """Supervised fine-tuning on correct responses (paper A.2). Set with `--set sft.KEY=VALUE`."""
-
-    # examples per group: an int is a count, a float in (0, 1] a fraction of the group's examples
-    # that have a correct response. Paper: 200 unlearnable, 200 learnable, 400 random easy.
-    # Set a group to 0 to leave it out (`--set sft.per_group.easy=0`).
-    per_group: dict[str, int | float] = field(default_factory=lambda: {
-        "unlearnable": 200, "learnable": 200, "easy": 400})
-    # True: take min(requested, available) per group (the testbed's groups are small);
-    # False: a group with fewer examples than requested is an error.
-    scale_to_groups: bool = True
-    responses_per_example: int = 1  # correct responses trained on per example (first N distinct)
-    epochs: int = 3  # passes over the SFT set
-    lr: float = 5e-4  # AdamW learning rate, constant (testbed scale; a 0.5B model wants ~1e-5)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max gradient norm
-    batch_size: int = 16  # (example, response) rows per optimizer step
-    max_length: int = 2048  # tokens per row, prompt + response + EOS; capped at the model's positions
-    # optimizer steps between evaluations (checkpoint + per-group pass@1); 0 = at the end of
-    # every epoch. The last step and step 0 (the base model) are always evaluated.
-    eval_every: int = 0
-    eval_k: int = 8  # samples per example for per-group pass@1 (temperature / top_p from `eval`)
-    seed: int = 0  # which examples are chosen, and the batch order
-
-
-# ----------------------------------------------------------------------------- config
-
-
-def sft_config(overrides: dict | None = None) -> SFTConfig:
-    """An SFTConfig with `overrides` applied (dict fields merge key by key); errors name the key."""
-    cfg = SFTConfig()
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise ConfigError(f"sft: unknown key {key!r}; valid keys: {', '.join(sorted(fields))}")
-        current = getattr(cfg, key)
-        if isinstance(current, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"sft.{key}: expected a mapping, e.g. --set sft.{key}.easy=100, got {value!r}")
-            value = {**current, **value}
-        elif isinstance(current, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"sft.{key}: expected true/false, got {value!r}")
-        elif isinstance(current, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"sft.{key}: expected a number, got {value!r}")
-            value = float(value)
-        elif isinstance(current, int) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"sft.{key}: expected an integer, got {value!r}")
-        setattr(cfg, key, value)
-    check_sft_config(cfg)
-    return cfg
-
-
-def check_sft_config(sft: SFTConfig) -> None:
-    for name, low in (("epochs", 1), ("batch_size", 1), ("responses_per_example", 1), ("eval_k", 1),
-                      ("max_length", 2), ("eval_every", 0)):
-        if getattr(sft, name) < low:
-            raise ConfigError(f"sft.{name}: must be >= {low}, got {getattr(sft, name)!r}")
-    if not sft.lr > 0:
-        raise ConfigError(f"sft.lr: must be > 0, got {sft.lr!r}")
-    for group, n in sft.per_group.items():
-        bad = isinstance(n, bool) or not isinstance(n, (int, float)) or n < 0 or (isinstance(n, float) and n > 1)
-        if bad:
-            raise ConfigError(f"sft.per_group.{group}: use a count (int >= 0) or a fraction in (0, 1], got {n!r}")
-
-
-def split_overrides(overrides: dict) -> tuple[dict, dict]:
-    """`parse_set` output -> (overrides of the run Config, overrides of SFTConfig under "sft")."""
-    rest = {k: v for k, v in overrides.items() if k != "sft"}
-    return rest, overrides.get("sft", {})
 
 
 def read_groups(path: str | Path) -> pd.Series:
@@ -374,6 +303,27 @@ def sft_step(model, opt, batch: dict, dev, autocast_dtype: str, grad_clip: float
     return loss
 
 
+def _evaluate_into(out_dir: Path, model, task: Task, examples: pd.Series, k: int, ev: EvalConfig, step: int,
+                   per_epoch: int) -> None:
+    """Per-example and per-group pass@1 at `step` (k samples each), appended to the run's eval files."""
+    per_ex, per_group = evaluate_examples(model, task, examples, k, ev, step, desc=f"SFT eval step {step}")
+    per_group.insert(1, "epoch", round(step / per_epoch, 3))
+    history.append_dicts(out_dir / EVAL_EXAMPLES_FILE, per_ex.to_dict("records"))
+    history.append_dicts(out_dir / EVAL_FILE, per_group.to_dict("records"))
+
+
+def _eval_point(model, tok, opt: torch.optim.Optimizer, out_dir: Path, step: int, tokens: int, t0: float,
+                evaluate: Callable[[int], None]) -> None:
+    """An eval point: the checkpoint first, then its evaluation, then the state a killed run
+    resumes from (written after both, so a resumed run never repeats or skips an eval point)."""
+    ck = checkpoint_dir(out_dir, step)
+    model.save_pretrained(str(ck))
+    tok.save_pretrained(str(ck))
+    evaluate(step)
+    runs.save_state({"step": step, "opt": opt.state_dict(), "tokens": tokens, "elapsed": time.time() - t0},
+                    out_dir / "state.pt")
+
+
 def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Series,
               responses: dict[str, list[str]], out_dir: str | Path, *, eval_cfg: EvalConfig | None = None,
               autocast_dtype: str = "none", stop_after: int | None = None) -> Path:
@@ -390,7 +340,7 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
     out_dir = Path(out_dir)
     if runs.is_done(out_dir):
         return out_dir
-    check_sft_config(sft)
+    check_section("sft", sft)
     ev = eval_cfg or EvalConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     tok = task.tokenizer
@@ -412,11 +362,7 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
         opt.load_state_dict(state["opt"])
 
     def evaluate_now(step: int) -> None:
-        per_ex, per_group = evaluate_examples(model, task, examples, sft.eval_k, ev, step,
-                                              desc=f"SFT eval step {step}")
-        per_group.insert(1, "epoch", round(step / per_epoch, 3))
-        history.append_dicts(out_dir / EVAL_EXAMPLES_FILE, per_ex.to_dict("records"))
-        history.append_dicts(out_dir / EVAL_FILE, per_group.to_dict("records"))
+        _evaluate_into(out_dir, model, task, examples, sft.eval_k, ev, step, per_epoch)
 
     if step == 0:
         evaluate_now(0)
@@ -436,14 +382,7 @@ def train_sft(sft: SFTConfig, base_dir: str | Path, task: Task, examples: pd.Ser
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}")
         if step in evals:
-            # the checkpoint first, then its evaluation, then the state that resumes after both
-            ck = checkpoint_dir(out_dir, step)
-            model.save_pretrained(str(ck))
-            tok.save_pretrained(str(ck))
-            evaluate_now(step)
-            # the state a killed run resumes from, after the eval point's checkpoint and evaluation
-            runs.save_state({"step": step, "opt": opt.state_dict(), "tokens": tokens, "elapsed": time.time() - t0},
-                            out_dir / "state.pt")
+            _eval_point(model, tok, opt, out_dir, step, tokens, t0, evaluate_now)
         if stop_after is not None and step >= stop_after and step < len(schedule):
             bar.close()
             return out_dir
@@ -464,12 +403,12 @@ def read_sft_eval(out_dir: str | Path, per_example: bool = False) -> pd.DataFram
 # ----------------------------------------------------------------------------- the cached entry point
 
 
-def sft_key(base: str | Path, sft: SFTConfig, examples: pd.Series, responses: dict[str, list[str]],
-            cfg: Config) -> str:
-    """Hash of what an SFT folder depends on: base model, SFTConfig, chosen ids and their
+def sft_key(base: str | Path, examples: pd.Series, responses: dict[str, list[str]], cfg: Config) -> str:
+    """Hash of what an SFT folder depends on: base model, `cfg.sft`, chosen ids and their
     responses, prompt template, eval settings, autocast and the scoring version."""
     from unlearnability.data.reward import SCORING_VERSION
 
+    sft = cfg.sft
     used = {i: responses[i][: sft.responses_per_example] for i in examples.index}
     blob = json.dumps({
         "base": Path(base).name if isinstance(base, Path) else str(base),
@@ -485,21 +424,22 @@ def sft_key(base: str | Path, sft: SFTConfig, examples: pd.Series, responses: di
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def run_sft(cfg: Config, group_of: pd.Series, sft: SFTConfig | None = None,
-            responses_path: str | Path | None = None, quiet: bool = False) -> Path:
-    """Run (or reuse, or resume) SFT of `cfg`'s base model per group; returns the output folder
-    runs.home() / "sft" / <hash> (see the module docstring for its files).
+def run_sft(cfg: Config, group_of: pd.Series, *, responses_path: str | Path | None = None,
+            quiet: bool = False) -> Path:
+    """Run (or reuse, or resume) SFT of `cfg`'s base model per group with the settings `cfg.sft`;
+    returns the output folder runs.home() / "sft" / <hash> (see the module docstring for its files).
+    Other SFT settings: `config.apply_overrides(cfg, {"sft": {"epochs": 5}})` (or `--set sft.epochs=5`).
 
     group_of: prompt_id -> group (e.g. `groups.classify(...)["group"]`); groups not named in
-    `sft.per_group` are ignored. responses_path: jsonl of responses from a stronger model
+    `cfg.sft.per_group` are ignored. responses_path: jsonl of responses from a stronger model
     (required at paper scale); testbed default: the world's worked solutions.
     """
     from unlearnability.data.tasks import load_task
     from unlearnability.policy.model import set_threads
     from unlearnability.train.base import ensure_base_model
 
-    sft = sft or SFTConfig()
-    check_sft_config(sft)
+    sft = cfg.sft
+    check_section("sft", sft)
     set_threads()
     base = ensure_base_model(cfg, quiet=quiet)
     task = load_task(cfg, base)
@@ -518,13 +458,14 @@ def run_sft(cfg: Config, group_of: pd.Series, sft: SFTConfig | None = None,
     available = group_of[[bool(responses.get(i)) for i in group_of.index]]
     counts = scale_counts(sft.per_group, available, sft.scale_to_groups)
     examples = select_examples(available, counts, sft.seed)
-    out_dir = runs.home() / "sft" / sft_key(base, sft, examples, responses, cfg)
+    out_dir = runs.home() / "sft" / sft_key(base, examples, responses, cfg)
     with ledger.making("sft", out_dir):
-        return _run_sft_into(cfg, sft, base, task, examples, counts, responses, responses_path, out_dir, quiet)
+        return _run_sft_into(cfg, base, task, examples, counts, responses, responses_path, out_dir, quiet)
 
 
-def _run_sft_into(cfg: Config, sft: SFTConfig, base, task, examples, counts: dict, responses: dict,
+def _run_sft_into(cfg: Config, base, task, examples, counts: dict, responses: dict,
                   responses_path, out_dir: Path, quiet: bool) -> Path:
+    sft = cfg.sft
     if runs.is_done(out_dir):
         return out_dir
     if not quiet:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -35,6 +36,53 @@ def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+ADAMW_BETAS = (0.9, 0.95)  # the optimizer of every text-training phase (nanoGPT's)
+AVG_EXAMPLE_TOKENS = 100  # rough tokens per example, only to size the lr schedule
+
+
+@dataclass
+class Progress:
+    """Where a text-training run stands: optimizer steps, tokens seen, seconds spent, and the
+    schedule's length (fixed at the start, so a resumed run keeps its schedule)."""
+
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    total_steps: int = 1
+
+
+def resume(model: Qwen2ForCausalLM, opt: torch.optim.Optimizer, state_path: Path, cfg: PretrainConfig) -> Progress:
+    """A fresh `Progress`, or the one in `state_path` with the model and optimizer restored."""
+    if not state_path.exists():
+        return Progress(total_steps=max(1, cfg.tokens // (cfg.batch_size * AVG_EXAMPLE_TOKENS)))
+    state = load_state(state_path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    return Progress(state["step"], state["tokens"], state["elapsed"], state["total_steps"])
+
+
+def update(model: Qwen2ForCausalLM, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor], lr: float,
+           grad_clip: float, autocast_dtype: str) -> torch.Tensor:
+    """One optimizer step at learning rate `lr` on a collated batch (input_ids, attention_mask,
+    labels: (B, T)); returns the loss (the token mean over the response tokens)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    with autocast(autocast_dtype):
+        loss = model(**batch).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss
+
+
+def checkpoint(model: Qwen2ForCausalLM, opt: torch.optim.Optimizer, progress: Progress, state_path: Path) -> None:
+    """Model, optimizer and `progress` in `state_path` (what `resume` reads back)."""
+    save_state({"model": model.state_dict(), "opt": opt.state_dict(), "step": progress.step,
+                "tokens": progress.tokens, "elapsed": progress.elapsed, "total_steps": progress.total_steps},
+               state_path)
 
 
 def train_on_text(
@@ -56,56 +104,39 @@ def train_on_text(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    avg_len = 100  # rough tokens per example, only to size the schedule
-    total_steps = max(1, cfg.tokens // (cfg.batch_size * avg_len))
-    state_path = out_dir / "train_state.pt"
-    log_path = out_dir / "train_log.csv"
-    step, tokens, elapsed, skip = 0, 0, 0.0, 0
-    if state_path.exists():
-        state = load_state(state_path)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, tokens, elapsed, total_steps = state["step"], state["tokens"], state["elapsed"], state["total_steps"]
-        skip = step
-    restart_logs([log_path], step)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=ADAMW_BETAS, weight_decay=cfg.weight_decay)
+    state_path, log_path = out_dir / "train_state.pt", out_dir / "train_log.csv"
+    at = resume(model, opt, state_path, cfg)
+    restart_logs([log_path], at.step)
     model.train()
-    bar = tqdm(total=cfg.tokens, initial=tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2)
-    t0 = time.time() - elapsed
-    run_loss, run_n = 0.0, 0
+    bar = tqdm(total=cfg.tokens, initial=at.tokens, desc=desc, unit="tok", unit_scale=True, mininterval=2)
+    t0 = time.time() - at.elapsed
+    losses: list[float] = []  # since the last log line
     batches = _length_bucketed(tok, pairs, cfg.batch_size)
-    for _ in range(skip):  # resume: fast-forward the deterministic stream
+    for _ in range(at.step):  # resume: fast-forward the deterministic stream
         next(batches)
-    while tokens < cfg.tokens:
+    while at.tokens < cfg.tokens:
         b = next(batches)
-        lr = lr_at(step, total_steps, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        with autocast(autocast_dtype):
-            loss = model(**b).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        lr = lr_at(at.step, at.total_steps, cfg)
+        loss = update(model, opt, b, lr, cfg.grad_clip, autocast_dtype).item()
         n_tok = int(b["attention_mask"].sum())
-        tokens += n_tok
-        step += 1
-        check_finite(loss.item(), f"{out_dir} ({desc})", step,
-                     f"step {step - 1 - (step - 1) % checkpoint_every} ({state_path.name})"
-                     if step > checkpoint_every else "none (the start)")
-        run_loss += loss.item()
-        run_n += 1
+        at.tokens += n_tok
+        at.step += 1
+        check_finite(loss, f"{out_dir} ({desc})", at.step,
+                     f"step {at.step - 1 - (at.step - 1) % checkpoint_every} ({state_path.name})"
+                     if at.step > checkpoint_every else "none (the start)")
+        losses.append(loss)
         bar.update(n_tok)
-        if step % cfg.log_every == 0:
-            append_dicts(log_path, [{"step": step, "tokens": tokens, "loss": run_loss / run_n, "lr": lr,
-                                     "seconds": round(time.time() - t0, 1)}])
-            bar.set_postfix(loss=f"{run_loss / run_n:.3f}")
-            run_loss, run_n = 0.0, 0
-        if step % checkpoint_every == 0 and tokens < cfg.tokens:
-            save_state({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "tokens": tokens,
-                        "elapsed": time.time() - t0, "total_steps": total_steps}, state_path)
+        if at.step % cfg.log_every == 0:
+            append_dicts(log_path, [{"step": at.step, "tokens": at.tokens, "loss": sum(losses) / len(losses),
+                                     "lr": lr, "seconds": round(time.time() - t0, 1)}])
+            bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}")
+            losses = []
+        if at.step % checkpoint_every == 0 and at.tokens < cfg.tokens:
+            at.elapsed = time.time() - t0
+            checkpoint(model, opt, at, state_path)
             if on_checkpoint:
-                on_checkpoint(step)
+                on_checkpoint(at.step)
     bar.close()
     model.eval()
     model.save_pretrained(str(out_dir))
