@@ -96,3 +96,15 @@ def test_bootstrap_ci_drops_undefined_resamples():
     y, p = np.array([0, 1, 0, 1, 1, 0]), np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.3])
     lo, hi = stats.bootstrap_ci(fc.auroc, y, p, n=200)  # some resamples hold one class
     assert lo == pytest.approx(1.0) and hi == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("sizes", [(5, 7), (1, 4), (4, 1)])
+def test_compare_means_is_the_permutation_test_of_the_pooled_samples(sizes):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(0.3, 1, sizes[0]), rng.normal(0, 1, sizes[1])
+    pooled, g = np.r_[x, y], np.r_[np.ones(len(x)), np.zeros(len(y))].astype(bool)
+    for alternative in ("less", "greater", "two-sided"):
+        assert stats.compare_means(x, y, alternative, n=500) == stats.permutation_test(pooled, g, alternative, n=500)
+        # 792 relabelings at most (5 of 12) < 1000: enumerated, so exact
+        assert stats.compare_means(x, y, alternative, n=1000)[1] == pytest.approx(exact_p(pooled, g, alternative))
+    assert all(math.isnan(v) for v in stats.compare_means([], y))

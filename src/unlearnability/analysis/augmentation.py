@@ -192,16 +192,14 @@ def augmentation_similarity(study, group_of: pd.Series, **kwargs) -> pd.DataFram
 
 def pass_rates(samples: pd.DataFrame, k: int) -> dict:
     """pass@1 (mean reward over all samples) and pass@k (mean over problems of the unbiased
-    estimate from each problem's samples, `evaluate.pass_at_k_estimate`) of one evaluation.
+    estimate from each problem's samples, `evaluate.summarize`) of one evaluation.
 
     samples: per-sample rows prompt_id, reward (`experiment.read_eval(..., samples=True)`).
     Returns {"pass@1": float, "pass@<k>": float}.
     """
-    from unlearnability.evaluation.evaluate import pass_at_k_estimate
+    from unlearnability.evaluation.evaluate import summarize
 
-    per = samples.groupby("prompt_id").reward.agg(["size", "sum"])
-    return {"pass@1": samples.reward.mean(),
-            f"pass@{k}": np.mean([pass_at_k_estimate(int(n), int(c), k) for n, c in per.itertuples(index=False)])}
+    return {"pass@1": samples.reward.mean(), f"pass@{k}": summarize(samples, (k,))[f"pass@{k}"].mean()}
 
 
 def target_pass_rates(runs_by: dict[str, dict[int, Path]], ids: list[str], k: int) -> pd.DataFrame:
@@ -303,17 +301,16 @@ def figure9_table(runs_by: dict[str, dict[int, Path]], histories: dict, group_of
 def figure10_verdict(f10: pd.DataFrame, n: int = 10000, seed: int = 0) -> dict:
     """Figure 10's claim, "own augmentations are not more similar than the training set":
     reproduced unless the examples' similarity with their own augmentations is higher than
-    with the training set at p < 0.05 (`stats.permutation_test`, "greater", the two columns
+    with the training set at p < 0.05 (`stats.compare_means`, "greater", the two columns
     pooled as two groups).
 
     f10: `augmentation_similarity`'s rows with both sim_train and sim_augmented.
     Returns {claim, paper, testbed, numbers}.
     """
-    from unlearnability.evaluation.stats import permutation_test
+    from unlearnability.evaluation.stats import compare_means
 
     d = f10.sim_augmented - f10.sim_train
-    in_group = np.r_[np.ones(len(f10)), np.zeros(len(f10))].astype(bool)
-    _, p = permutation_test(np.r_[f10.sim_augmented, f10.sim_train], in_group, "greater", n=n, seed=seed)
+    _, p = compare_means(f10.sim_augmented, f10.sim_train, "greater", n=n, seed=seed)
     return {"claim": "own augmentations are not more similar than the training set (Fig 10)", "paper": "not higher",
             "testbed": "reproduced" if p >= 0.05 else "not",
             "numbers": f"{(d > 0).mean():.0%} of {len(f10)} examples above the diagonal; mean difference "

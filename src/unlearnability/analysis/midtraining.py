@@ -119,13 +119,13 @@ def difficult_rows(f11: pd.DataFrame) -> pd.DataFrame:
 
 def figure11_verdicts(f11: pd.DataFrame, mixtures, n: int = 10000, seed: int = 0) -> list[dict]:
     """Figure 11's claim per mixture, "mid-training raises their similarity": reproduced when the
-    mixture's similarities are higher than the base model's at p < 0.05 (`stats.permutation_test`,
+    mixture's similarities are higher than the base model's at p < 0.05 (`stats.compare_means`,
     "greater", over the examples both models analysed) and the mean per-example change is positive.
 
     f11: `difficult_rows` (columns model, prompt_id, similarity; model "base" and the mixtures).
     Returns one {claim, paper, testbed, numbers} per mixture with examples in both, in `mixtures` order.
     """
-    from unlearnability.evaluation.stats import permutation_test
+    from unlearnability.evaluation.stats import compare_means
 
     out = []
     for mix in mixtures:
@@ -134,8 +134,7 @@ def figure11_verdicts(f11: pd.DataFrame, mixtures, n: int = 10000, seed: int = 0
         if not len(both):
             continue
         dd = both[mix] - both["base"]
-        in_group = np.r_[np.ones(len(both)), np.zeros(len(both))].astype(bool)
-        _, p = permutation_test(np.r_[both[mix], both["base"]], in_group, "greater", n=n, seed=seed)
+        _, p = compare_means(both[mix], both["base"], "greater", n=n, seed=seed)
         out.append({"claim": f"mid-training ({mix}) raises their similarity (Fig 11)", "paper": "higher",
                     "testbed": "reproduced" if p < 0.05 and dd.mean() > 0 else "not",
                     "numbers": f"mean change {dd.mean():+.4f} over {len(both)} examples ({(dd > 0).mean():.0%} higher), "

@@ -1,6 +1,7 @@
 """The book's two resampling statistics, computed by scipy rather than by hand.
 
     permutation_test   is a group's mean different from the rest's?  (scipy.stats.permutation_test)
+    compare_means      the same for two samples (a column against another)
     bootstrap_ci       percentile interval of a paired statistic      (scipy.stats.bootstrap)
 
 Every chapter that compares a group with the others (gradient similarity, reasoning quality,
@@ -22,27 +23,31 @@ ALTERNATIVES = ("two-sided", "greater", "less")
 
 def permutation_test(values, in_group, alternative: str = "two-sided", n: int = 10000,
                      seed: int = 0) -> tuple[float, float]:
-    """(gap, p) for gap = mean(values[in_group]) - mean(values[~in_group]).
+    """(gap, p) for gap = mean(values[in_group]) - mean(values[~in_group]): `compare_means` of
+    the group against the rest. values: (N,) numbers; in_group: (N,) bools."""
+    values, in_group = np.asarray(values, float), np.asarray(in_group, bool)
+    if values.shape != in_group.shape:
+        raise ValueError(f"values {values.shape} and in_group {in_group.shape} differ in shape")
+    return compare_means(values[in_group], values[~in_group], alternative, n, seed)
 
-    values: (N,) numbers; in_group: (N,) bools. p is scipy's permutation p-value over `n` random
-    relabelings that keep the group's size (exact enumeration when there are fewer than `n`
-    distinct relabelings), for the `alternative` "two-sided" (twice the smaller one-sided p,
-    at most 1), "greater" (the group's mean is higher) or "less" (lower). (nan, nan) when either
-    side is empty.
+
+def compare_means(x, y, alternative: str = "two-sided", n: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """(gap, p) for gap = mean(x) - mean(y), two independent samples.
+
+    p is scipy's permutation p-value over `n` random relabelings of the pooled values that keep
+    the two sizes (exact enumeration when there are fewer than `n` distinct relabelings), for the
+    `alternative` "two-sided" (twice the smaller one-sided p, at most 1), "greater" (x's mean is
+    higher) or "less" (lower). (nan, nan) when either sample is empty.
     """
     from scipy.stats import permutation_test as sp_permutation_test
 
     if alternative not in ALTERNATIVES:
         raise ValueError(f"alternative={alternative!r}: must be one of {', '.join(ALTERNATIVES)}")
-    values, in_group = np.asarray(values, float), np.asarray(in_group, bool)
-    if values.shape != in_group.shape:
-        raise ValueError(f"values {values.shape} and in_group {in_group.shape} differ in shape")
-    x, y = values[in_group], values[~in_group]
+    x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) == 0 or len(y) == 0:
         return math.nan, math.nan
-
     if min(len(x), len(y)) < 2:  # scipy needs two values a side; one value: N relabelings, enumerated
-        return _exact_one(values, in_group, alternative)
+        return _exact_one(x, y, alternative)
 
     def gap(a, b, axis=-1):
         return a.mean(axis=axis) - b.mean(axis=axis)
@@ -52,15 +57,14 @@ def permutation_test(values, in_group, alternative: str = "two-sided", n: int = 
     return float(res.statistic), float(res.pvalue)
 
 
-def _exact_one(values: np.ndarray, in_group: np.ndarray, alternative: str) -> tuple[float, float]:
-    """The exact permutation p-value when one side holds a single value (its N relabelings), with
-    scipy's conventions: one-sided shares at least as extreme (within a relative 1e-14), two-sided
-    twice the smaller one, at most 1."""
-    n, single_in_group = len(values), int(in_group.sum()) == 1
-    total = values.sum()
-    others = (total - values) / (n - 1)  # mean of the rest when value i is the single one
-    gaps = values - others if single_in_group else others - values  # (N,) every relabeling's gap
-    gap = float(values[in_group].mean() - values[~in_group].mean())
+def _exact_one(x: np.ndarray, y: np.ndarray, alternative: str) -> tuple[float, float]:
+    """The exact permutation p-value when one sample holds a single value (the N relabelings of
+    the pooled values), with scipy's conventions: one-sided shares at least as extreme (within a
+    relative 1e-14), two-sided twice the smaller one, at most 1."""
+    pooled = np.r_[x, y]
+    others = (pooled.sum() - pooled) / (len(pooled) - 1)  # mean of the rest when value i is the single one
+    gaps = pooled - others if len(x) == 1 else others - pooled  # (N,) every relabeling's gap
+    gap = float(x.mean() - y.mean())
     tol = abs(gap) * 1e-14
     less, greater = np.mean(gaps <= gap + tol), np.mean(gaps >= gap - tol)
     p = {"less": less, "greater": greater, "two-sided": min(1.0, 2 * min(less, greater))}[alternative]
