@@ -24,6 +24,13 @@ from unlearnability.train.midtrain import (
 from unlearnability.train.pretrain import final_styles, without_anneal
 
 TINY = {"tokens": 3000, "warmup_steps": 2}  # a few optimizer steps on the smoke model
+# testbed v3 as first adopted: mul_c rare (10% coverage) and GRPO at lr 2e-4
+V3_FIRST = {"world": {"coverage": {"add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 0.1, "mul": 0.0}},
+            "grpo": {"lr": 2e-4}}
+
+
+def v3(over: dict) -> dict:
+    return config.merge_overrides(V3_FIRST, over)
 
 
 def test_new_fields_keep_existing_cache_keys():
@@ -31,24 +38,28 @@ def test_new_fields_keep_existing_cache_keys():
     # GRPO keys changed once on purpose when grpo/eval/gradients.decoder arrived (the fast decoder draws a
     # new random stream: runs sampled with the old one are not reused); base-model keys did not. The
     # default preset itself changed to testbed v3 (answers mod 1000, tiers 1-4, 256 problems, k = 128):
-    # its keys below are v3's
-    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "4e0c64bd75af"
-    assert runs.base_dir(load_config("default")).name == "23e0c760fe46"
-    assert runs.base_dir(without_anneal(load_config("default"))).name == "843d907c8d92"
-    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1, "loss_chunk_tokens": None},
-                                                 "pretrain": {"anneal_styles": None}})).name == "7861199700a6"
+    # its keys below are v3's, with the world and learning rate v3 had before mul_c went to full coverage
+    # and grpo.lr to 5e-5 (V3_FIRST: the keys are a function of the values, not of the preset's history)
+    assert runs.grpo_dir(load_config("default", v3({"grpo": {"seed": 1}}))).name == "4e0c64bd75af"
+    assert runs.base_dir(load_config("default", V3_FIRST)).name == "23e0c760fe46"
+    assert runs.base_dir(without_anneal(load_config("default", V3_FIRST))).name == "843d907c8d92"
+    assert runs.grpo_dir(load_config("default", v3({"grpo": {"seed": 1, "loss_chunk_tokens": None},
+                                                    "pretrain": {"anneal_styles": None}}))).name == "7861199700a6"
+    # the default as it is now (testbed v3 with mul_c at full coverage and GRPO at lr 5e-5)
+    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "0121be122e28"
+    assert runs.base_dir(load_config("default")).name == "c7f48dca01a7"
     assert runs.base_dir(load_config("smoke")).name == "027a3c41fc44"  # smoke.yaml: a final phase too
     assert runs.base_dir(without_anneal(load_config("smoke"))).name == "9d7970db8806"
     assert runs.grpo_dir(load_config("smoke")).name == "d6c508a18a8c"  # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512
-    d = config._cache_dict(load_config("default"))
+    d = config._cache_dict(load_config("default", V3_FIRST))
     assert "midtrain" not in d and "augment" not in d["data"]
     # spelled out at their defaults: the same keys
-    same = load_config("default", {"grpo": {"seed": 1}, "midtrain": {"tokens": MidtrainConfig().tokens},
-                                   "data": {"augment": None}})
+    same = load_config("default", v3({"grpo": {"seed": 1}, "midtrain": {"tokens": MidtrainConfig().tokens},
+                                      "data": {"augment": None}}))
     assert runs.grpo_dir(same).name == "4e0c64bd75af"
-    on = load_config("default", {"midtrain": {"mixture": "hybrid"}})
+    on = load_config("default", v3({"midtrain": {"mixture": "hybrid"}}))
     assert runs.base_dir(on).name == "23e0c760fe46"  # the pretrained model it starts from
-    assert on.section_hash() != load_config("default").section_hash()
+    assert on.section_hash() != load_config("default", V3_FIRST).section_hash()
     assert config.config_from_dict(on.to_dict()).section_hash() == on.section_hash()
 
 
