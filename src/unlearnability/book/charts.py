@@ -285,16 +285,23 @@ def curriculum_panels(scores: pd.DataFrame, long: pd.DataFrame) -> alt.VConcatCh
     return alt.vconcat(a, b)
 
 
+def facet_width(panels: int, widest: int = 110) -> int:
+    """Width of one panel of a row of `panels` facets, so that the row (the y axis, ~94 px, and ~20 px
+    of spacing per panel) fits the book's 740 px content column: 110 px up to 4 panels, 108 at 5."""
+    return max(40, min(widest, 640 // max(panels, 1) - 20))
+
+
 def score_bars(dist: pd.DataFrame, order: Sequence[str], title_text: str) -> alt.Chart:
     """The share of each group's correct rollouts per reasoning score, one panel per group (Figure
     1d): dist with group, score, rollouts, share (`quality.score_shares`)."""
+    panels = dist["group"].nunique() if len(dist) else 1
     return alt.Chart(dist).mark_bar().encode(
         x=alt.X("score:O", title="reasoning score (0-5, step checker)"),
         y=alt.Y("share:Q", title="share of the group's correct rollouts", axis=alt.Axis(format="%")),
         color=alt.Color("group:N", scale=color_scale(order), sort=order, legend=None),
         column=alt.Column("group:N", sort=order, title=None),
         tooltip=["group", "score", "rollouts", alt.Tooltip("share:Q", format=".1%")],
-    ).properties(width=110, height=200, title=title_text)
+    ).properties(width=facet_width(panels), height=200, title=title_text)
 
 
 def augmentation_pass_rates(f8: pd.DataFrame, target_name: str, k: int) -> alt.FacetChart:
