@@ -127,7 +127,7 @@ def main() -> None:
     print("\n== switching problems: the labels each gets across seeds")
     print(cal.switch_pairs(cls).to_string())
     knobs = groups.per_example_table(st, cls)
-    for knob in ("tier", "coverage", "coupled_skill"):
+    for knob in ("tier", "coverage", "coupled_skill", "order"):
         table = groups.membership(knobs, knob)
         if table is not None:
             print(f"\n== groups by {knob.replace('_', ' ')} (problems, row percent)")

@@ -8,9 +8,10 @@ Each setting trains `--steps` steps of the preset's batch from the same weights 
 folder, else random init) with dynamic sampling off (every step the same work), twice, in the
 order A, B, A, B, side by side in one run; the medians of the two rounds are compared.
 
---compare decoder (default): grpo.decoder transformers (sampling.TorchSampler) vs fast
-(decoder.FastSampler), at the preset's loss_chunk_tokens. Target: the step >= 1.3x faster with
-the fast decoder. --compare chunk: loss_chunk_tokens None vs --chunk, with the preset's decoder.
+--compare decoder (default): the step before the fast decoder (grpo.decoder transformers, i.e.
+sampling.TorchSampler, with every old log-prob recomputed) vs the preset's (decoder.FastSampler and
+the preset's grpo.old_logprobs: "sampler" takes the fast decoder's own log-probs for the old
+policy), both at the preset's loss_chunk_tokens. Target: the step >= 1.3x faster. --compare chunk: loss_chunk_tokens None vs --chunk, with the preset's decoder.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def main() -> int:
     print(f"{args.preset}: {P} prompts x {cfg0.grpo.rollouts_per_prompt} rollouts, up to {cfg0.grpo.max_new_tokens} "
           f"new tokens, {P // cfg0.grpo.mini_batch_prompts} updates a step, model {base}, {args.threads} thread(s)")
     if args.compare == "decoder":
-        settings = {"transformers": {"decoder": "transformers"}, "fast": {"decoder": "fast"}}
+        # today's step before the fast decoder: the transformers sampler and every old log-prob recomputed
+        settings = {"transformers": {"decoder": "transformers", "old_logprobs": "recompute"},
+                    "fast": {"decoder": "fast", "old_logprobs": cfg0.grpo.old_logprobs}}
     else:
         settings = {"loss_chunk_tokens=None": {"loss_chunk_tokens": None},
                     f"loss_chunk_tokens={args.chunk}": {"loss_chunk_tokens": args.chunk}}

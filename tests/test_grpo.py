@@ -199,3 +199,100 @@ def test_loss_in_length_buckets_gives_the_same_update(tiny_model):
     for k in ("loss", "pg_loss", "kl", "entropy", "grad_norm", "clip_frac"):
         assert m0[k] == pytest.approx(m1[k], rel=1e-5, abs=1e-7), k
     assert c0 == pytest.approx(c1)
+
+
+def _sampled_groups(model, tok, n: int, prompts: list[list[int]]):
+    """Groups drawn by the fast decoder from `model`, with the sampler's log-probs attached."""
+    from unlearnability.policy.decoder import FastSampler
+    from unlearnability.policy.sampling import SamplingParams
+    from unlearnability.train import grpo
+
+    comps = FastSampler(model, tok).generate(prompts, SamplingParams(n=n, temperature=1.0, max_new_tokens=12, seed=3))
+    return [grpo.Group(f"p{i}", p, [c.token_ids for c in comps[i * n:(i + 1) * n]],
+                       [float(j % 2) for j in range(n)], logprobs=[c.logprobs for c in comps[i * n:(i + 1) * n]])
+            for i, p in enumerate(prompts)]
+
+
+def test_sampler_old_logprobs_equal_a_recomputed_forward_and_save_it(tiny_model, monkeypatch):
+    """grpo.old_logprobs = sampler: the sampler's log-probs stand in for the old policy's forward
+    (equal to 1e-5 on every response token); a group without them (carried over) is recomputed."""
+    import dataclasses
+
+    from unlearnability.policy.model import load_model
+    from unlearnability.train import grpo
+
+    folder, tok = tiny_model
+    g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=1, ppo_epochs=1,
+                            temperature=1.0, old_logprobs="recompute")
+    model = load_model(folder)
+    groups = _sampled_groups(model, tok, 4, [[1, 5, 7], [1, 6], [1, 8, 9, 7]])
+    groups[1] = dataclasses.replace(groups[1], logprobs=None)  # as a carried group
+    full = grpo.pad_groups(groups, tok.pad_token_id)
+    mask = full["response_mask"].bool()
+    want = grpo.frozen_logprobs(model, groups, full, g, tok.pad_token_id, "none")
+    calls = []
+    real = grpo.token_logprobs
+    monkeypatch.setattr(grpo, "token_logprobs", lambda m, b, *a, **k: calls.append(len(b["input_ids"])) or real(m, b, *a, **k))
+    got = grpo.old_logprobs(model, groups, full, dataclasses.replace(g, old_logprobs="sampler"), tok.pad_token_id, "none")
+    assert (got[mask] - want[mask]).abs().max().item() < 1e-5
+    assert sum(calls) == 4  # one forward, over the carried group's 4 rollouts only
+    calls.clear()
+    recomputed = grpo.old_logprobs(model, groups, full, g, tok.pad_token_id, "none")  # recompute: every row
+    assert sum(calls) == 12 and torch.equal(recomputed[mask], want[mask])
+
+
+def test_sampler_old_logprobs_give_the_same_update(tiny_model):
+    """Three updates from sampler log-probs and from the recomputed ones: the same step up to float order."""
+    import dataclasses
+
+    from unlearnability.policy.model import load_model
+    from unlearnability.train import grpo
+
+    folder, tok = tiny_model
+    g = dataclasses.replace(load_config("smoke").grpo, rollouts_per_prompt=4, mini_batch_prompts=1, ppo_epochs=1,
+                            temperature=1.0, old_logprobs="recompute")
+    groups = _sampled_groups(load_model(folder), tok, 4, [[1, 5, 7], [1, 6], [1, 8, 9, 7]])
+    out = {}
+    for how in ("recompute", "sampler"):
+        model, ref = load_model(folder), load_model(folder)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        metrics, clip = grpo.train_step(model, ref, opt, groups, dataclasses.replace(g, old_logprobs=how),
+                                        tok.pad_token_id, "none", seed=0)
+        out[how] = (grpo.param_vector(model), metrics, clip)
+    (p0, m0, c0), (p1, m1, c1) = out["recompute"], out["sampler"]
+    assert m0["updates"] == m1["updates"] == 3 and m0["clip_frac"] > 0  # later mini-batches move off-policy
+    assert torch.allclose(p0, p1, atol=1e-5)
+    for k in ("loss", "pg_loss", "kl", "entropy", "grad_norm", "clip_frac"):
+        assert m0[k] == pytest.approx(m1[k], rel=1e-4, abs=1e-6), k
+    assert c0 == pytest.approx(c1)
+
+
+def test_sampler_old_logprobs_run_resumes_and_carries_no_stale_logprobs(smoke_store, tmp_path, monkeypatch):
+    """A run with grpo.old_logprobs = sampler: the same history after a kill; the groups a step carries
+    to the next one hold no log-probs of the policy that drew them."""
+    import dataclasses
+
+    from unlearnability.config import ConfigError
+    from unlearnability.train import grpo
+
+    cfg, base, task = smoke_run(tmp_path, checkpoint_every=2, old_logprobs="sampler")
+    full = train_grpo(cfg, tmp_path / "a", base, task)
+    part = train_grpo(cfg, tmp_path / "b", base, task, stop_after=3)
+    resumed = train_grpo(cfg, tmp_path / "b", base, task)
+    pd.testing.assert_frame_equal(history.read_history(full), history.read_history(resumed))
+    assert part == resumed and runs.is_done(resumed)
+    # a step that keeps 7 groups for 4 places carries 3, without the log-probs of this step's policy
+    g = dataclasses.replace(cfg.grpo, prompts_per_step=4)
+    drawn = iter([[[1.0, 1.0]] + [[0.0, 1.0]] * 3, [[1.0, 0.0]] * 4])
+
+    def fake_groups(sampler, task, ids, g, seed, n=None):
+        return [grpo.Group(i, [1], [[2], [3]], r, logprobs=[[-0.5], [-0.7]]) for i, r in zip(ids, next(drawn))]
+
+    monkeypatch.setattr(grpo, "generate_groups", fake_groups)
+    b = grpo.fill_batch(None, task, grpo.PromptStream([p.id for p in task.train], 1), g, 1, [], None)
+    assert len(b.kept) == 4 and len(b.dropped) == 1 and len(b.carry) == 3
+    assert all(gr.logprobs is not None for gr in b.kept) and all(gr.logprobs is None for gr in b.carry)
+    with pytest.raises(ConfigError, match="grpo.old_logprobs"):
+        load_config("smoke", {"grpo": {"old_logprobs": "vllm"}})
+    with pytest.raises(ConfigError, match="model.autocast"):
+        load_config("smoke", {"grpo": {"old_logprobs": "sampler"}, "model": {"autocast": "bfloat16"}})

@@ -24,9 +24,9 @@ from unlearnability.train.midtrain import (
 from unlearnability.train.pretrain import final_styles, without_anneal
 
 TINY = {"tokens": 3000, "warmup_steps": 2}  # a few optimizer steps on the smoke model
-# testbed v3 as first adopted: mul_c rare (10% coverage) and GRPO at lr 2e-4
+# testbed v3 as first adopted: mul_c rare (10% coverage), GRPO at lr 2e-4, old log-probs recomputed
 V3_FIRST = {"world": {"coverage": {"add_c": 1.0, "sub_c": 1.0, "add": 1.0, "sub": 1.0, "mul_c": 0.1, "mul": 0.0}},
-            "grpo": {"lr": 2e-4}}
+            "grpo": {"lr": 2e-4, "old_logprobs": "recompute"}}
 
 
 def v3(over: dict) -> dict:
@@ -45,12 +45,16 @@ def test_new_fields_keep_existing_cache_keys():
     assert runs.base_dir(without_anneal(load_config("default", V3_FIRST))).name == "843d907c8d92"
     assert runs.grpo_dir(load_config("default", v3({"grpo": {"seed": 1, "loss_chunk_tokens": None},
                                                     "pretrain": {"anneal_styles": None}}))).name == "7861199700a6"
-    # the default as it is now (testbed v3 with mul_c at full coverage and GRPO at lr 5e-5)
-    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "0121be122e28"
+    # the default with mul_c at full coverage and GRPO at lr 5e-5, old log-probs recomputed (grpo.old_logprobs
+    # at its late default: out of the key), then as it is now (the sampler's: every GRPO key new, on purpose)
+    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1, "old_logprobs": "recompute"}})).name == "0121be122e28"
+    assert runs.grpo_dir(load_config("default", {"grpo": {"seed": 1}})).name == "482fe71c5728"
     assert runs.base_dir(load_config("default")).name == "c7f48dca01a7"
     assert runs.base_dir(load_config("smoke")).name == "027a3c41fc44"  # smoke.yaml: a final phase too
     assert runs.base_dir(without_anneal(load_config("smoke"))).name == "9d7970db8806"
-    assert runs.grpo_dir(load_config("smoke")).name == "d6c508a18a8c"  # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512
+    # smoke.yaml: gradients.rollouts 64, grpo.loss_chunk_tokens 512, then grpo.old_logprobs sampler
+    assert runs.grpo_dir(load_config("smoke", {"grpo": {"old_logprobs": "recompute"}})).name == "d6c508a18a8c"
+    assert runs.grpo_dir(load_config("smoke")).name == "deefd55070ba"
     d = config._cache_dict(load_config("default", V3_FIRST))
     assert "midtrain" not in d and "augment" not in d["data"]
     # spelled out at their defaults: the same keys

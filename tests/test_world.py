@@ -166,3 +166,57 @@ def test_commutative_steps_may_swap_operands():
     assert check_steps(g, ok).exact
     bad = "m = s + x = 3 6 + 7 7 = 1 3 . k = x - s = 3 6 - 7 7 = 4 1 . q = m + k = 1 3 + 4 1 = 5 4 . answer 5 4"
     assert ("k", "wrong operand value") in check_steps(g, bad).failed  # subtraction is not commutative
+
+
+def _listed_in_dependency_order(question: str) -> bool:
+    """Whether every statement of a question uses only names defined above it."""
+    seen: set[str] = set()
+    for part in question.split(" . ")[:-1]:
+        name, _, *definition = part.split()
+        if any(t.isalpha() and t not in seen for t in definition):
+            return False
+        seen.add(name)
+    return True
+
+
+def test_disorder_shuffles_a_share_of_problems_and_keeps_their_answers():
+    """world.disorder_tasks: that share of the problems lists its statements out of dependency order;
+    the answer, the needed nodes and the worked solution (in dependency order) stay right; at 0 the
+    problems are those of a world without the knob, with no `order` in their meta."""
+    from unlearnability.world.generator import dependency_order, in_dependency_order
+
+    plain_tr, plain_va = train_valid_split(WorldConfig(n_valid=20, tiers=[1, 2, 3, 4], n_train=300))
+    assert all("order" not in p.meta for p in plain_tr + plain_va)
+    for p in plain_tr:  # statement order is a dependency order, and the solution follows it
+        g = graph_of(p)
+        assert in_dependency_order(g.nodes)
+        assert [n.name for n in g.required()] == [n.name for n in g.nodes if n in g.required()]
+    tr, va = train_valid_split(WorldConfig(n_valid=20, tiers=[1, 2, 3, 4], n_train=300, disorder_tasks=0.3))
+    orders = [p.meta["order"] for p in tr + va]
+    assert set(orders) == {"ordered", "disordered"} and 0.2 < orders.count("disordered") / len(orders) < 0.4
+    for p in tr + va:
+        g = graph_of(p)
+        assert in_dependency_order(g.nodes) == (p.meta["order"] == "ordered"), p.question
+        rep = check_steps(g, p.meta["solution"])
+        assert rep.exact and rep.score == 5 and p.answer == str(evaluate(dependency_order(g.nodes), g.p)[g.query])
+        for style in ("terse", "leap", "answer"):
+            assert exact_reward(g.solution(style), p.answer) == 1.0
+        assert _listed_in_dependency_order(p.question) == (p.meta["order"] == "ordered")
+
+
+def test_disorder_in_pretraining_and_its_range_check():
+    from unlearnability.config import ConfigError, load_config
+
+    cfg = small_world(tiers=[2, 3], disorder_pretrain=1.0)
+    tr, va = train_valid_split(cfg)
+    assert all("order" not in p.meta and _listed_in_dependency_order(p.question) for p in tr + va)
+    stream = pretraining_stream(cfg, {p.question for p in tr + va}, seed=0)
+    for _ in range(50):
+        q, sol = next(stream)
+        assert not _listed_in_dependency_order(q)
+    ordered = pretraining_stream(small_world(tiers=[2, 3]), {p.question for p in tr + va}, seed=0)
+    assert all(_listed_in_dependency_order(next(ordered)[0]) for _ in range(50))
+    # the same tasks as without the knob: it draws nothing from the task stream
+    assert [p.question for p in train_valid_split(small_world(tiers=[2, 3]))[0]] == [p.question for p in tr]
+    with pytest.raises(ConfigError, match="world.disorder_tasks"):
+        load_config("smoke", {"world": {"disorder_tasks": 1.5}})

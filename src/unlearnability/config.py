@@ -77,6 +77,12 @@ class WorldConfig:
     # of `styles`, e.g. {mul_c: {terse: 1, leap: 1, answer: 1}}: the skill is never seen worked.
     # Mid-training mixtures other than "pretrain" keep their own styles. None = off.
     skill_styles: dict[str, dict[str, float]] | None = late(None)
+    # a rare surface form (testbed v3 hypothesis): the share of problems whose statements are listed
+    # out of dependency order (shuffled; the worked solution still computes in dependency order), in
+    # the pretraining corpus (and its final phase; mid-training mixtures keep dependency order) and in
+    # the training / validation problems. Which problems are drawn so is random; 0 = none.
+    disorder_pretrain: float = late(0.0)
+    disorder_tasks: float = late(0.0)
     const_max: int = 9  # constants in add_c / sub_c / mul_c are drawn from 2..const_max (1.. for add/sub)
     tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # difficulty tier = ops on the query's path
     distractors_max: int = 2  # distractor statements (not needed for the answer): 0..distractors_max
@@ -192,6 +198,13 @@ class GRPOConfig:
     # not guaranteed to equal the old sampler's (float rounding can flip a draw), so GRPO runs,
     # evaluations and gradient analyses cached before it arrived get new keys, never reused.
     decoder: str = "fast"  # fast | transformers
+    # where the old policy's log-probs come from: "recompute" = a no-grad forward over every rollout
+    # at the start of each step (verl); "sampler" = the sampler's own log-probs of the groups it drew
+    # this step with the current weights (the old policy), recomputed only for groups carried over
+    # from the previous step or replayed. The fast decoder's log-probs equal the training forward's
+    # to ~1e-6 in fp32 (tests/test_decoder.py): a step saves one of its two no-grad forwards.
+    # fp32 only (model.autocast none): a bf16 training forward would not match the sampler's.
+    old_logprobs: str = late("recompute")  # recompute | sampler
 
 
 @dataclass
@@ -531,6 +544,10 @@ def check_config(cfg: Config) -> None:
         if value not in DECODERS:
             raise ConfigError(f"{section}.decoder: {value!r} is not a decoder; choose one of: {', '.join(DECODERS)}")
     _check_ranges(cfg)
+    if cfg.grpo.old_logprobs == "sampler" and cfg.model.autocast != "none":
+        raise ConfigError(f"grpo.old_logprobs=sampler needs fp32 training forwards (model.autocast none, got "
+                          f"{cfg.model.autocast!r}): the sampler's log-probs would not match a "
+                          f"{cfg.model.autocast} forward; use grpo.old_logprobs=recompute")
     w = cfg.world
     if w.digits and w.p > 10 ** w.digits:  # else numbers from 10**digits up get more digit tokens than the rest
         raise ConfigError(f"world.p={w.p} with world.digits={w.digits}: answers up to {w.p - 1} need "
@@ -602,12 +619,14 @@ KL_ESTIMATORS = ("k3", "k1")  # grpo.kl_penalty
 LOSS_AGGREGATIONS = ("token-mean",)  # the only aggregation grpo.train_step implements
 SOURCES = ("testbed", "math", "deepscaler")  # mathdata.load_data
 AUTOCAST = ("none", "bfloat16")  # model.autocast
+OLD_LOGPROBS = ("recompute", "sampler")  # grpo.old_logprobs
 MAX_TOKENS_FIELDS = ("max_completion_tokens", "max_tokens")  # llm.max_tokens_field (backends.llm._request_args)
 
 RULES: list[tuple[str, tuple]] = [
     ("world.p", _at_least(2)), ("world.digits", _at_least(0)), ("world.n_vars", _within(2, 26)),
     ("world.const_max", _at_least(2)), ("world.distractors_max", _at_least(0)),
-    ("world.chain_bias", _within(0, 1)), ("world.n_train", _at_least(1)), ("world.n_valid", _at_least(1)),
+    ("world.chain_bias", _within(0, 1)), ("world.disorder_pretrain", _within(0, 1)),
+    ("world.disorder_tasks", _within(0, 1)), ("world.n_train", _at_least(1)), ("world.n_valid", _at_least(1)),
     ("model.hidden_size", _at_least(1)), ("model.num_hidden_layers", _at_least(1)),
     ("model.num_attention_heads", _at_least(1)), ("model.num_key_value_heads", _at_least(1)),
     ("model.intermediate_size", _at_least(1)), ("model.max_position_embeddings", _at_least(8)),
@@ -629,7 +648,7 @@ RULES: list[tuple[str, tuple]] = [
     ("grpo.max_new_tokens", _at_least(1)), ("grpo.valid_every", _at_least(0)), ("grpo.valid_k", _at_least(1)),
     ("grpo.checkpoint_every", _at_least(0)), ("grpo.oversample_n", _at_least(0)), ("grpo.n_pos", _at_least(0)),
     ("grpo.replay_capacity", _at_least(0)), ("grpo.max_replay", _at_least(0)),
-    ("grpo.loss_chunk_tokens", _optional(_at_least(1))),
+    ("grpo.loss_chunk_tokens", _optional(_at_least(1))), ("grpo.old_logprobs", _one_of(*OLD_LOGPROBS)),
     ("eval.k", _at_least(1)), ("eval.temperature", _at_least(0)),  # 0 = greedy
     ("eval.top_p", _within(0, 1, lo_open=True)), ("eval.max_new_tokens", _at_least(1)),
     ("eval.batch_prompts", _at_least(1)),

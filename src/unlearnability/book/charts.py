@@ -285,10 +285,17 @@ def curriculum_panels(scores: pd.DataFrame, long: pd.DataFrame) -> alt.VConcatCh
     return alt.vconcat(a, b)
 
 
+COLUMN_PX = 740  # the book's content column
+Y_AXIS_PX = 100  # a facet row's y axis with its title (~94 px drawn)
+FACET_GAP_PX = 20  # Vega-Lite's spacing beside each facet panel
+NARROWEST_PX = 40
+
+
 def facet_width(panels: int, widest: int = 110) -> int:
-    """Width of one panel of a row of `panels` facets, so that the row (the y axis, ~94 px, and ~20 px
-    of spacing per panel) fits the book's 740 px content column: 110 px up to 4 panels, 108 at 5."""
-    return max(40, min(widest, 640 // max(panels, 1) - 20))
+    """Width of one panel of a row of `panels` facets, so that the row (the y axis and the spacing
+    beside each panel) fits the book's content column: 110 px up to 4 panels, 108 at 5."""
+    per_panel = (COLUMN_PX - Y_AXIS_PX) // max(panels, 1)
+    return max(NARROWEST_PX, min(widest, per_panel - FACET_GAP_PX))
 
 
 def score_bars(dist: pd.DataFrame, order: Sequence[str], title_text: str) -> alt.Chart:

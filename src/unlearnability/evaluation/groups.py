@@ -268,7 +268,7 @@ def per_example_table(study, classified: pd.DataFrame) -> pd.DataFrame:
 
 
 def membership(table: pd.DataFrame, knob: str) -> pd.DataFrame | None:
-    """Groups against one of the world's knobs (tier, coverage, distractors, depth, coupled_skill,
+    """Groups against one of the world's knobs (tier, coverage, distractors, depth, coupled_skill, order,
     level ...): problems per knob value (rows) and group (columns, in GROUPS order), each cell
     "count (row percent%)". table: one row per problem with a `group` column and the knob
     (e.g. `per_example_table`); None when the table has no such knob."""

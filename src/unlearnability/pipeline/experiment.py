@@ -225,11 +225,11 @@ class Study:
 
 def problem_table(problems) -> pd.DataFrame:
     """The knobs of each problem as columns (testbed: tier, depth, distractors, skills, coverage;
-    MATH: level, subject)."""
+    disordered worlds: order; MATH: level, subject)."""
     rows = []
     for p in problems:
         row = {"prompt_id": p.id}
-        for key in ("tier", "depth", "distractors", "coverage", "level", "subject", "p"):
+        for key in ("tier", "depth", "distractors", "coverage", "order", "level", "subject", "p"):
             if key in p.meta:
                 row[key] = p.meta[key]
         if "skills" in p.meta:

@@ -7,8 +7,8 @@ only when asked for.
 
 `logprobs` are log-softmax(logits / T) of each chosen token: the tempered policy the token
 was drawn from (top_p only restricts which tokens can be drawn), as vLLM reports them.
-GRPO recomputes its own old / new log-probs in the training forward pass; these serve
-diagnostics and the sampler tests.
+GRPO computes its new log-probs in the training forward pass; with grpo.old_logprobs = sampler it
+takes these as the old policy's (fp32: they equal a full forward's to ~1e-6), else it recomputes them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ One step:
      draw to a group with exactly `n_pos` positives, replaying buffered positives when the
      draw has too few (paper §4.1, Algorithm 1; `train/replay.py`, log in `replay.csv`);
   2. advantages (r - mean) / (std + eps) within each group (population std);
-  3. old log-probs (and reference log-probs for the KL term) from the current policy;
+  3. old log-probs (and reference log-probs for the KL term) from the current policy: a no-grad
+     forward, or (grpo.old_logprobs = sampler) the sampler's own for the groups it just drew;
   4. for each mini-batch of `mini_batch_prompts` groups: clipped policy loss (eps_low /
      eps_high, verl's dual clip for negative advantages), + KL (k3) to the initial policy,
      - entropy bonus, token-mean over the mini-batch; one optimizer update each;
@@ -20,7 +21,9 @@ Simplifications against verl, all harmless at this scale:
   - single process; rollouts come from the torch sampler with the policy's current weights
     (`decoder.FastSampler`, or `sampling.TorchSampler` with grpo.decoder=transformers);
   - old log-probs are recomputed at the start of every step (as verl does), so groups carried
-    over from the previous step are slightly off-policy (as in verl's DAPO recipe);
+    over from the previous step are slightly off-policy (as in verl's DAPO recipe); with
+    grpo.old_logprobs = sampler, the groups drawn this step take the sampler's log-probs instead
+    (the same policy, equal to ~1e-6 in fp32), and only carried or replayed groups are recomputed;
   - no sequence packing, no micro-batching: each mini-batch is one forward/backward;
   - if `max_gen_batches` rounds cannot fill the batch, the step trains on the groups it has
     (none: no update), where verl's DAPO trainer stops with an error.
@@ -111,6 +114,9 @@ class Group:
     responses: list[list[int]]  # n token-id lists (EOS included when produced)
     rewards: list[float]
     drawn: list[float] | None = None  # rewards of the original draw when it was downsampled (oversampling)
+    # the sampler's log-prob of each response token (n lists), under the weights that drew them; None
+    # once the policy has moved on (a group carried to the next step, a downsampled or replayed draw)
+    logprobs: list[list[float]] | None = None
 
     def drawn_rewards(self) -> list[float]:
         """What the reward history reports: the original draw's rewards."""
@@ -207,7 +213,7 @@ def generate_groups(sampler: Sampler, task: Task, ids: list[str], g: GRPOConfig,
     for j, pid in enumerate(ids):
         cs = comps[j * n: (j + 1) * n]
         groups.append(Group(pid, prompts[j], [c.token_ids for c in cs],
-                            [task.reward(probs[pid], c.text) for c in cs]))
+                            [task.reward(probs[pid], c.text) for c in cs], logprobs=[c.logprobs for c in cs]))
     return groups
 
 
@@ -242,6 +248,29 @@ def frozen_logprobs(model, groups: list[Group], full: dict[str, torch.Tensor], g
     return out
 
 
+def old_logprobs(model, groups: list[Group], full: dict[str, torch.Tensor], g: GRPOConfig, pad_id: int,
+                 amp: str) -> torch.Tensor:
+    """The old policy's token log-probs (B, L-1), laid out as `full` (`pad_groups(groups)`): a no-grad
+    forward over every rollout (grpo.old_logprobs = recompute), or the sampler's own log-probs where a
+    group still has them (`Group.logprobs`: drawn with the current weights) and a forward over the
+    rest (grpo.old_logprobs = sampler). Only response positions (`full["response_mask"]`) are read."""
+    if g.old_logprobs != "sampler":
+        return frozen_logprobs(model, groups, full, g, pad_id, amp)
+    n = g.rollouts_per_prompt
+    out = torch.zeros(full["response_mask"].shape, device=next(model.parameters()).device)
+    stale = [gi for gi, gr in enumerate(groups) if gr.logprobs is None]
+    if stale:
+        sub = [groups[gi] for gi in stale]
+        lp = frozen_logprobs(model, sub, pad_groups(sub, pad_id), g, pad_id, amp)  # (len(stale) * n, T)
+        rows = torch.tensor([gi * n + j for gi in stale for j in range(n)])
+        out[rows, : lp.shape[1]] = lp
+    for gi, gr in enumerate(groups):
+        for j, lps in enumerate(gr.logprobs or []):  # response token t sits at column len(prompt) - 1 + t
+            start = len(gr.prompt_ids) - 1
+            out[gi * n + j, start: start + len(lps)] = torch.tensor(lps, dtype=out.dtype)
+    return out
+
+
 def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id: int, amp: str,
                seed: int) -> tuple[dict, dict[str, float]]:
     """One GRPO step on `groups`: returns (metrics, clip fraction per prompt id)."""
@@ -254,7 +283,7 @@ def train_step(model, ref_model, opt, groups: list[Group], g: GRPOConfig, pad_id
     # ratio is exactly 1 and the old log-probs are the current ones, detached: no extra forward.
     on_policy = g.ppo_epochs == 1 and len(groups) <= g.mini_batch_prompts
     with torch.no_grad():
-        old = None if on_policy else frozen_logprobs(model, groups, full, g, pad_id, amp)
+        old = None if on_policy else old_logprobs(model, groups, full, g, pad_id, amp)
         ref = frozen_logprobs(ref_model, groups, full, g, pad_id, amp) if ref_model is not None else None
     order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
@@ -437,8 +466,8 @@ def fill_batch(sampler, task: Task, stream: PromptStream, g, step: int, carry: l
             keep = kept and (not g.dynamic_sampling or len(set(gr.rewards)) > 1)
             (batch if keep else dropped).append(gr)
         rounds += 1
-    return _Batch(batch[: g.prompts_per_step], dropped, batch[g.prompts_per_step:], rounds, drawn, gen_tokens,
-                  replay_rows)
+    carry = [dataclasses.replace(gr, logprobs=None) for gr in batch[g.prompts_per_step:]]  # next step's policy differs
+    return _Batch(batch[: g.prompts_per_step], dropped, carry, rounds, drawn, gen_tokens, replay_rows)
 
 
 def _update(model, ref_model, opt, b: _Batch, g, tok, amp, run_dir: Path, step: int) -> tuple[dict, dict]:

@@ -3,9 +3,11 @@
     question:  a = 7 . c = 3 * a . d = c - 2 . b = a + c . what is b ?
     solution:  c = 3 * a = 3 * 7 = 21 . b = a + c = 7 + 21 = 28 . answer 28
 
-Every number and name is one token. Statements are listed in a valid dependency order;
-distractors (statements the answer does not need) are interleaved. A worked solution
-computes exactly the needed ("required") op nodes, in statement order, each as
+Every number and name is one token. Statements are listed in a valid dependency order (or, for
+the share `disorder_pretrain` / `disorder_tasks` of problems, shuffled out of it: a rare surface
+form); distractors (statements the answer does not need) are interleaved. A worked solution
+computes exactly the needed ("required") op nodes, in statement order where that respects the
+dependencies (else the earliest statement whose operands are known first), each as
 `name = definition = substituted values = result`.
 
 Response styles (`STYLES`, the `styles` knob: their shares in the pretraining corpus). The
@@ -75,7 +77,7 @@ def num_text(v: int, digits: int = 0) -> str:
 
 @dataclass
 class Graph:
-    nodes: list[Node]  # statement order (a valid dependency order)
+    nodes: list[Node]  # statement order (a valid dependency order unless the problem is disordered)
     query: str
     p: int
     digits: int = 0  # tokens per number: 0 = one token, else zero-padded decimal digits
@@ -90,7 +92,8 @@ class Graph:
         return {n.name: n for n in self.nodes}
 
     def required(self) -> list[Node]:
-        """Op nodes the query depends on (itself included), in statement order."""
+        """Op nodes the query depends on (itself included), in statement order when that is a
+        dependency order, else in `dependency_order`."""
         by = self.by_name
         need: set[str] = set()
         stack = [self.query]
@@ -100,7 +103,7 @@ class Graph:
                 continue
             need.add(v)
             stack.extend(by[v].args)
-        return [n for n in self.nodes if n.name in need and n.skill is not None]
+        return [n for n in dependency_order(self.nodes) if n.name in need and n.skill is not None]
 
     def depth(self) -> int:
         by = self.by_name
@@ -158,9 +161,46 @@ def node_value(n: Node, values: dict[str, int], p: int) -> int:
     return apply_op(n.skill, x, y, n.const, p)
 
 
+def dependency_order(nodes: list[Node]) -> list[Node]:
+    """`nodes` reordered so every node comes after its operands: repeatedly the earliest statement
+    whose operands are all placed (statement order itself when it is a dependency order)."""
+    placed: set[str] = set()
+    left, out = list(nodes), []
+    while left:
+        i = next((i for i, n in enumerate(left) if all(a in placed for a in n.args)), None)
+        if i is None:
+            raise ValueError(f"statements {[n.name for n in left]} depend on each other or on undefined names")
+        n = left.pop(i)
+        placed.add(n.name)
+        out.append(n)
+    return out
+
+
+def in_dependency_order(nodes: list[Node]) -> bool:
+    seen: set[str] = set()
+    for n in nodes:
+        if any(a not in seen for a in n.args):
+            return False
+        seen.add(n.name)
+    return True
+
+
+def disordered(g: Graph, rng: random.Random) -> Graph:
+    """The same problem with its statements shuffled out of dependency order (a few redraws; the
+    reversed order, which always breaks it, if they all happen to keep it)."""
+    nodes = list(g.nodes)
+    for _ in range(8):
+        rng.shuffle(nodes)
+        if not in_dependency_order(nodes):
+            break
+    else:
+        nodes = g.nodes[::-1]
+    return Graph(nodes, g.query, g.p, g.digits, dict(g.values))
+
+
 def evaluate(nodes: list[Node], p: int) -> dict[str, int]:
     values: dict[str, int] = {}
-    for n in nodes:
+    for n in dependency_order(nodes):
         values[n.name] = node_value(n, values, p)
     return values
 
@@ -316,11 +356,18 @@ def coverage_class(skills: list[str], coverage: dict[str, float]) -> str:
 
 
 def sample_problem(rng: random.Random, cfg: WorldConfig, tier: int, skill_weights: dict[str, float],
-                   pid: str) -> Problem:
+                   pid: str, disorder: float = 0.0) -> Problem:
+    """One problem of `tier`; with `disorder` > 0, that share of problems shuffled out of dependency
+    order (`meta["order"]`: "disordered" or "ordered"; absent at 0, which draws nothing more from `rng`)."""
     n_distractors = rng.randint(0, cfg.distractors_max)
     g = make_graph(rng, cfg, tier, n_distractors, skill_weights)
+    shuffled = disorder > 0 and rng.random() < disorder
+    if shuffled:
+        g = disordered(g, rng)
     prob = problem_from_graph(g, pid)
     prob.meta["coverage"] = coverage_class(prob.meta["skills"], cfg.coverage)
+    if disorder > 0:
+        prob.meta["order"] = "disordered" if shuffled else "ordered"
     return prob
 
 
@@ -337,7 +384,7 @@ def train_valid_split(cfg: WorldConfig) -> tuple[list[Problem], list[Problem]]:
         i = 0
         while len(out[split]) < n:
             tier = cfg.tiers[i % len(cfg.tiers)]
-            prob = sample_problem(rng, cfg, tier, mix, f"{split}-{len(out[split]):04d}")
+            prob = sample_problem(rng, cfg, tier, mix, f"{split}-{len(out[split]):04d}", cfg.disorder_tasks)
             i += 1
             if prob.question in seen:
                 continue
@@ -397,7 +444,7 @@ def pretraining_stream(cfg: WorldConfig, exclude: set[str], seed: int):
     i = 0
     while True:
         tier = rng.choice(cfg.tiers)
-        prob = sample_problem(rng, cfg, tier, weights, f"pre-{i}")
+        prob = sample_problem(rng, cfg, tier, weights, f"pre-{i}", cfg.disorder_pretrain)
         i += 1
         if prob.question in exclude:
             continue
