@@ -11,7 +11,8 @@ order A, B, A, B, side by side in one run; the medians of the two rounds are com
 --compare decoder (default): the step before the fast decoder (grpo.decoder transformers, i.e.
 sampling.TorchSampler, with every old log-prob recomputed) vs the preset's (decoder.FastSampler and
 the preset's grpo.old_logprobs: "sampler" takes the fast decoder's own log-probs for the old
-policy), both at the preset's loss_chunk_tokens. Target: the step >= 1.3x faster. --compare chunk: loss_chunk_tokens None vs --chunk, with the preset's decoder.
+policy), both at the preset's loss_chunk_tokens. Target: the step >= 1.3x faster.
+--compare chunk: loss_chunk_tokens None vs --chunk, with the preset's decoder.
 """
 
 from __future__ import annotations

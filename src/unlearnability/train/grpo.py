@@ -265,8 +265,8 @@ def old_logprobs(model, groups: list[Group], full: dict[str, torch.Tensor], g: G
         rows = torch.tensor([gi * n + j for gi in stale for j in range(n)])
         out[rows, : lp.shape[1]] = lp
     for gi, gr in enumerate(groups):
-        for j, lps in enumerate(gr.logprobs or []):  # response token t sits at column len(prompt) - 1 + t
-            start = len(gr.prompt_ids) - 1
+        start = len(gr.prompt_ids) - 1  # response token t sits at column len(prompt) - 1 + t
+        for j, lps in enumerate(gr.logprobs or []):
             out[gi * n + j, start: start + len(lps)] = torch.tensor(lps, dtype=out.dtype)
     return out
 

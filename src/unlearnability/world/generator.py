@@ -164,6 +164,8 @@ def node_value(n: Node, values: dict[str, int], p: int) -> int:
 def dependency_order(nodes: list[Node]) -> list[Node]:
     """`nodes` reordered so every node comes after its operands: repeatedly the earliest statement
     whose operands are all placed (statement order itself when it is a dependency order)."""
+    if in_dependency_order(nodes):  # every problem of an ordered world: one pass, no search
+        return list(nodes)
     placed: set[str] = set()
     left, out = list(nodes), []
     while left:
@@ -177,6 +179,7 @@ def dependency_order(nodes: list[Node]) -> list[Node]:
 
 
 def in_dependency_order(nodes: list[Node]) -> bool:
+    """Whether every node comes after its operands."""
     seen: set[str] = set()
     for n in nodes:
         if any(a not in seen for a in n.args):
