@@ -81,8 +81,8 @@ class WorldConfig:
     # out of dependency order (shuffled; the worked solution still computes in dependency order), in
     # the pretraining corpus (and its final phase; mid-training mixtures keep dependency order) and in
     # the training / validation problems. Which problems are drawn so is random; 0 = none.
-    disorder_pretrain: float = late(0.0)
-    disorder_tasks: float = late(0.0)
+    disorder_pretrain: float = late(0.0)  # share of pretraining examples listed out of dependency order
+    disorder_tasks: float = late(0.0)  # share of training / validation problems listed out of dependency order
     const_max: int = 9  # constants in add_c / sub_c / mul_c are drawn from 2..const_max (1.. for add/sub)
     tiers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])  # difficulty tier = ops on the query's path
     distractors_max: int = 2  # distractor statements (not needed for the answer): 0..distractors_max
