@@ -38,7 +38,7 @@ from unlearnability.pipeline.experiment import Study
 from unlearnability.policy.decoder import make_sampler
 from unlearnability.policy.model import load_model, set_threads
 from unlearnability.policy.sampling import SamplingParams
-from unlearnability.store import ledger
+from unlearnability.store import ledger, runs
 from unlearnability.store.cache import analysis_path
 from unlearnability.train.base import ensure_base_model
 from unlearnability.train.grpo import (
@@ -265,7 +265,7 @@ def _gradient_folder(study: Study, group_of: pd.Series, step: int, seed: int | N
     files = [folder / n for n in GRADIENT_FILES]
     needed = files if need_matrix else files[:3]
     complete = lambda: all(f.exists() for f in needed)  # noqa: E731
-    with ledger.making("gradients", folder, complete):
+    with runs.locked(folder), ledger.making("gradients", folder, complete):  # one writer per analysis
         if not complete():
             _compute_gradients(study, g, chosen, policy, files, full)
     return folder
@@ -292,9 +292,9 @@ def _compute_gradients(study: Study, g, chosen: pd.Series, policy, files: list[P
     pairs = group_pair_means(C, grp) if len(ids) else pd.DataFrame(columns=["group_a", "group_b", "mean_cosine", "pairs"])
     stats["group"] = stats.prompt_id.map(chosen)
     files[0].parent.mkdir(parents=True, exist_ok=True)
-    np.save(files[3], C)
+    runs.atomic_save_npy(C, files[3])  # each file whole or absent: `complete` checks that they exist
     for df, f in zip((ex, pairs, stats), files):
-        df.to_csv(f, index=False)
+        runs.atomic_to_csv(df, f)
 
 
 # ---------------------------------------------------------------- the §5.1 chapter's tables and claims

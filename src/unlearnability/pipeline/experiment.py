@@ -151,7 +151,9 @@ def _evaluate(cfg: Config, src: str | Path, folder: Path, split: str, keep_text:
         ids = sorted(set(ids))
         name += f"-ids{len(ids)}-{hashlib.sha256(','.join(ids).encode()).hexdigest()[:8]}"
     out = folder / f"{name}.csv"
-    with ledger.making("evaluation", out):
+    # one writer per evaluation (a second process waits, then reuses it); outside the ledger's
+    # block, so the wait is not counted as making it
+    with runs.locked(folder, f".{name}.lock"), ledger.making("evaluation", out):
         return _evaluate_into(cfg, src, folder, out, name, whole, split, keep_text, sampler, limit, ids)
 
 
@@ -163,8 +165,8 @@ def _evaluate_into(cfg: Config, src: str | Path, folder: Path, out: Path, name: 
         table = read_eval(whole)
         if set(ids) <= set(table.prompt_id):  # a subset of an evaluation we have: no new samples
             samples = read_eval(whole, samples=True)
-            samples[samples.prompt_id.isin(ids)].to_csv(folder / f"{name}-samples.csv.gz", index=False)
-            runs.atomic_write_text(out, table[table.prompt_id.isin(ids)].to_csv(index=False))
+            runs.atomic_to_csv(samples[samples.prompt_id.isin(ids)], folder / f"{name}-samples.csv.gz")
+            runs.atomic_to_csv(table[table.prompt_id.isin(ids)], out)
             return out
     set_threads()
     if ids is not None and cfg.data.train_ids is not None:  # ids pick from the whole split, not the run's subset
@@ -180,10 +182,8 @@ def _evaluate_into(cfg: Config, src: str | Path, folder: Path, out: Path, name: 
     samples, table = evaluate_policy(make_sampler(sampler, src, task.tokenizer, cfg.eval.decoder), task, problems,
                                      cfg.eval, keep_text)
     folder.mkdir(parents=True, exist_ok=True)
-    samples.to_csv(folder / f"{name}-samples.csv.gz", index=False)
-    tmp = out.with_suffix(".tmp")
-    table.to_csv(tmp, index=False)
-    tmp.replace(out)
+    runs.atomic_to_csv(samples, folder / f"{name}-samples.csv.gz")  # the samples first: `out` marks it done
+    runs.atomic_to_csv(table, out)
     return out
 
 

@@ -48,9 +48,7 @@ def cached_table(kind: str, key: dict, compute) -> pd.DataFrame:
     """`compute()` once per `key` (a JSON-able dict), as a CSV under the run store's analysis/
     (`compute` sets its own torch threads: `policy.model.set_threads`)."""
     path = analysis_path(kind, key, ".csv")
-    with ledger.making(kind, path):
+    with runs.locked(path.parent, f".{path.name}.lock"), ledger.making(kind, path):  # one writer per key
         if not path.exists():
-            df = compute()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            runs.atomic_write_text(path, df.to_csv(index=False))
+            runs.atomic_to_csv(compute(), path)
     return pd.read_csv(path, dtype={"prompt_id": str})

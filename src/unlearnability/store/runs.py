@@ -112,6 +112,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def atomic_to_csv(df, path: Path) -> None:
+    """`df.to_csv(path, index=False)` written whole or not at all: to a temporary name, then
+    renamed, so a reader (or a rerun after a kill) never finds a cut file under `path`. Gzip
+    when `path` ends in .gz (the temporary name hides the extension from pandas)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
+    tmp.replace(path)
+
+
+def atomic_save_npy(array, path: Path) -> None:
+    """`numpy.save(path, array)`, written whole or not at all (see `atomic_to_csv`)."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    tmp.replace(path)
+
+
 def drop_partial_tail(path: Path) -> None:
     """Cut a last line that has no newline (a write killed half-way), so appends stay clean."""
     path = Path(path)
@@ -124,19 +145,21 @@ def drop_partial_tail(path: Path) -> None:
 
 
 @contextmanager
-def locked(folder: Path):
+def locked(folder: Path, lock_name: str = ".lock"):
     """One writer per folder: an exclusive lock on `folder/.lock`, held while the block runs and
     released by the OS if the process dies. A second process asking for the same run waits,
-    then finds it finished (DONE) or resumes it."""
+    then finds it finished (DONE) or resumes it. `lock_name`: one lock per artifact of a folder
+    that holds several (the evaluations of one checkpoint), so different ones run side by side."""
     import fcntl
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as f:
+    with open(folder / lock_name, "a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"waiting for another process that is writing {folder} ...", file=sys.stderr, flush=True)
+            what = folder if lock_name == ".lock" else folder / lock_name.strip(".").removesuffix(".lock")
+            print(f"waiting for another process that is writing {what} ...", file=sys.stderr, flush=True)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
